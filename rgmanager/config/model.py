@@ -1,0 +1,160 @@
+"""Immutable model of cluster.conf.
+
+Frozen dataclasses so that the planner and the manager can share one loaded
+configuration between threads and compare two of them (reload deltas)
+without defensive copies. Resource elements stay close to the XML here; the
+``tree`` package gives them meaning with the agents' rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..errors import Source
+
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def frozen_map(d: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(d or {}))
+
+
+#: Attribute names whose values never appear in logs, errors or output.
+SECRET_ATTRS = frozenset({"passwd", "password", "passwd_script", "snmp_priv_passwd"})
+
+
+def redact(attrs: Mapping[str, str]) -> dict[str, str]:
+    return {k: ("********" if k in SECRET_ATTRS else v) for k, v in attrs.items()}
+
+
+@dataclass(frozen=True)
+class FenceDevice:
+    name: str
+    agent: str
+    attrs: Mapping[str, str] = field(default=EMPTY, repr=False)
+    source: Source | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        return f"FenceDevice(name={self.name!r}, agent={self.agent!r}, attrs={redact(self.attrs)})"
+
+
+@dataclass(frozen=True)
+class FenceDeviceRef:
+    name: str
+    attrs: Mapping[str, str] = field(default=EMPTY, repr=False)
+
+
+@dataclass(frozen=True)
+class FenceMethod:
+    name: str
+    devices: tuple[FenceDeviceRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    name: str
+    nodeid: int
+    votes: int = 1
+    fence: tuple[FenceMethod, ...] = ()
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class DomainNode:
+    name: str
+    priority: int = 0  # 0 = no (valid) priority
+
+
+@dataclass(frozen=True)
+class FailoverDomain:
+    name: str
+    ordered: bool = False
+    restricted: bool = False
+    nofailback: bool = False
+    nodes: tuple[DomainNode, ...] = ()
+    source: Source | None = field(default=None, compare=False)
+
+    def member(self, node: str) -> DomainNode | None:
+        for n in self.nodes:
+            if n.name.lower() == node.lower():
+                return n
+        return None
+
+
+@dataclass(frozen=True)
+class ActionOverride:
+    """``<action name depth timeout interval/>`` under a resource element."""
+
+    name: str
+    depth: str | None = None  # "*" = every depth
+    timeout: int | None = None
+    interval: int | None = None
+
+
+@dataclass(frozen=True)
+class ResourceDecl:
+    """A resource element as written: a service, an inline resource or a ref."""
+
+    tag: str
+    attrs: Mapping[str, str]
+    children: tuple[ResourceDecl, ...] = ()
+    actions: tuple[ActionOverride, ...] = ()
+    source: Source | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> str | None:
+        return self.attrs.get("ref")
+
+
+@dataclass(frozen=True)
+class RMConfig:
+    attrs: Mapping[str, str] = EMPTY
+    domains: tuple[FailoverDomain, ...] = ()
+    resources: tuple[ResourceDecl, ...] = ()
+    defaults: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    services: tuple[ResourceDecl, ...] = ()  # every top-level resource element under <rm>
+
+    def domain(self, name: str) -> FailoverDomain | None:
+        for d in self.domains:
+            if d.name.lower() == name.lower():
+                return d
+        return None
+
+    @property
+    def status_poll_interval(self) -> int:
+        return int(self.attrs.get("status_poll_interval", "10"))
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    path: str
+    name: str
+    config_version: int
+    cman: Mapping[str, str] = EMPTY
+    totem: Mapping[str, str] = EMPTY
+    quorumd: Mapping[str, str] | None = None
+    nodes: tuple[ClusterNode, ...] = ()
+    fencedevices: tuple[FenceDevice, ...] = ()
+    logging: Mapping[str, str] = EMPTY
+    logging_daemons: tuple[Mapping[str, str], ...] = ()
+    rm: RMConfig = field(default_factory=RMConfig)
+
+    def node(self, name: str) -> ClusterNode | None:
+        for n in self.nodes:
+            if n.name.lower() == name.lower():
+                return n
+        return None
+
+    def node_by_id(self, nodeid: int) -> ClusterNode | None:
+        for n in self.nodes:
+            if n.nodeid == nodeid:
+                return n
+        return None
+
+    def fencedevice(self, name: str) -> FenceDevice | None:
+        for d in self.fencedevices:
+            if d.name == name:
+                return d
+        return None

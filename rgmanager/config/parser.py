@@ -1,0 +1,396 @@
+"""Read cluster.conf into the immutable model, reporting every problem found.
+
+Resource elements are checked against the agents' rules here (unknown types,
+unknown attributes, bad booleans) before the RelaxNG pass, because a rule
+-aware message ("unknown resource type 'fss'") beats libxml2's generic one;
+RelaxNG then guards the structure of everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from lxml import etree
+
+from ..agents.discovery import RuleSet
+from ..agents.rules import expand_time
+from ..errors import ConfigError, Report, Reporter, Source
+from .model import (
+    ActionOverride,
+    ClusterConfig,
+    ClusterNode,
+    DomainNode,
+    FailoverDomain,
+    FenceDevice,
+    FenceDeviceRef,
+    FenceMethod,
+    ResourceDecl,
+    RMConfig,
+    frozen_map,
+)
+from .schema import SPECIAL_ATTRS, relaxng_for
+
+TRUE_WORDS = frozenset({"1", "yes", "true", "on"})
+FALSE_WORDS = frozenset({"0", "no", "false", "off"})
+RM_CONTAINERS = frozenset({"failoverdomains", "resources", "resource-defaults", "events"})
+RECOVERY_POLICIES = ("restart", "relocate", "disable", "restart-disable")
+
+
+def parse_bool(value: str) -> bool:
+    """SPEC decision 1: the usual words only; anything else is an error."""
+    v = value.strip().lower()
+    if v in TRUE_WORDS:
+        return True
+    if v in FALSE_WORDS:
+        return False
+    raise ValueError(f"{value!r} is not a boolean (use 1/0, yes/no, true/false, on/off)")
+
+
+class _Reader:
+    def __init__(self, path: str, rules: RuleSet, reporter: Reporter) -> None:
+        self.path = path
+        self.rules = rules
+        self.r = reporter
+
+    def src(self, el: etree._Element) -> Source:
+        return Source(self.path, el.sourceline, str(el.tag))
+
+    def bool_attr(self, el: etree._Element, name: str, default: bool = False) -> bool:
+        raw = el.get(name)
+        if raw is None:
+            return default
+        try:
+            return parse_bool(raw)
+        except ValueError as err:
+            self.r.error("E_BAD_BOOLEAN", f"attribute {name}: {err}", self.src(el))
+            return default
+
+    def int_attr(self, el: etree._Element, name: str, default: int = 0) -> int:
+        raw = el.get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            self.r.error("E_BAD_INTEGER", f"attribute {name}={raw!r} is not an integer",
+                         self.src(el))
+            return default
+
+    # -- resources -------------------------------------------------------
+    def resource(self, el: etree._Element) -> ResourceDecl | None:
+        tag = str(el.tag)
+        rule = self.rules.get(tag)
+        if rule is None:
+            self.r.error("E_UNKNOWN_TYPE",
+                         f"unknown resource type '{tag}' (no agent provides it)", self.src(el))
+            return None
+        ok = True
+        is_ref = el.get("ref") is not None
+        for name, value in el.attrib.items():
+            if name == "ref" or name in SPECIAL_ATTRS:
+                continue
+            param = rule.param(str(name))
+            if param is None:
+                self.r.error("E_UNKNOWN_ATTR",
+                             f"unknown attribute '{name}' for resource type '{tag}'", self.src(el))
+                ok = False
+                continue
+            if is_ref:
+                self.r.warning("W_REF_ATTR", f"attribute '{name}' on a reference is ignored; "
+                               f"set it on the referenced resource", self.src(el))
+            if param.type == "boolean":
+                try:
+                    parse_bool(str(value))
+                except ValueError as err:
+                    self.r.error("E_BAD_BOOLEAN", f"attribute {name}: {err}", self.src(el))
+                    ok = False
+            elif param.type == "integer":
+                try:
+                    int(value)
+                except ValueError:
+                    self.r.error("E_BAD_INTEGER", f"attribute {name}={value!r} is not an integer",
+                                 self.src(el))
+                    ok = False
+        ist = el.get("__independent_subtree")
+        if ist is not None and ist.strip().lower() not in ("0", "1", "2", "yes", "no",
+                                                           "non-critical"):
+            self.r.error("E_BAD_VALUE", f"__independent_subtree={ist!r}: use 0, 1 (yes) "
+                         "or 2 (non-critical)", self.src(el))
+        children: list[ResourceDecl] = []
+        actions: list[ActionOverride] = []
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue  # comments, processing instructions
+            if child.tag == "action":
+                act = self.action(child)
+                if act:
+                    actions.append(act)
+                continue
+            decl = self.resource(child)
+            if decl is None:
+                ok = False
+            else:
+                children.append(decl)
+        if not ok:
+            return None
+        return ResourceDecl(tag, frozen_map({str(k): str(v) for k, v in el.attrib.items()}),
+                            tuple(children), tuple(actions), self.src(el))
+
+    def action(self, el: etree._Element) -> ActionOverride | None:
+        name = el.get("name")
+        if not name:
+            self.r.error("E_MISSING_ATTR", "action has no name", self.src(el))
+            return None
+        timeout = el.get("timeout")
+        interval = el.get("interval")
+        return ActionOverride(name, el.get("depth"),
+                              None if timeout is None else expand_time(timeout),
+                              None if interval is None else max(1, expand_time(interval)))
+
+    # -- the rest ----------------------------------------------------------
+    def nodes(self, root: etree._Element) -> tuple[ClusterNode, ...]:
+        nodes: list[ClusterNode] = []
+        names: dict[str, int | None] = {}
+        ids: dict[int, str] = {}
+        for el in root.iterfind("clusternodes/clusternode"):
+            name = el.get("name", "")
+            nodeid = self.int_attr(el, "nodeid")
+            if name.lower() in names:
+                self.r.error("E_DUPLICATE_NODE", f"duplicate cluster node name '{name}' "
+                             f"(first at line {names[name.lower()]})", self.src(el))
+                continue
+            if nodeid in ids:
+                self.r.error("E_DUPLICATE_NODEID", f"node '{name}' reuses nodeid {nodeid} "
+                             f"of node '{ids[nodeid]}'", self.src(el))
+                continue
+            names[name.lower()] = el.sourceline
+            ids[nodeid] = name
+            methods = []
+            for m in el.iterfind("fence/method"):
+                devs = tuple(FenceDeviceRef(d.get("name", ""), frozen_map(
+                    {str(k): str(v) for k, v in d.attrib.items() if k != "name"}))
+                    for d in m.iterfind("device"))
+                methods.append(FenceMethod(m.get("name", ""), devs))
+            nodes.append(ClusterNode(name, nodeid, self.int_attr(el, "votes", 1),
+                                     tuple(methods), self.src(el)))
+        return tuple(nodes)
+
+    def fencedevices(self, root: etree._Element, nodes: tuple[ClusterNode, ...]
+                     ) -> tuple[FenceDevice, ...]:
+        devices: dict[str, FenceDevice] = {}
+        for el in root.iterfind("fencedevices/fencedevice"):
+            name = el.get("name", "")
+            if name in devices:
+                self.r.error("E_DUPLICATE_FENCEDEVICE", f"duplicate fence device '{name}'",
+                             self.src(el))
+                continue
+            devices[name] = FenceDevice(name, el.get("agent", ""), frozen_map(
+                {str(k): str(v) for k, v in el.attrib.items() if k not in ("name", "agent")}),
+                self.src(el))
+        for el in root.iterfind("clusternodes/clusternode/fence/method/device"):
+            if el.get("name") not in devices:
+                self.r.error("E_UNKNOWN_FENCEDEVICE",
+                             f"fence method uses unknown fence device '{el.get('name')}'",
+                             self.src(el))
+        return tuple(devices.values())
+
+    def domains(self, rm: etree._Element, nodes: tuple[ClusterNode, ...]
+                ) -> tuple[FailoverDomain, ...]:
+        known = {n.name.lower() for n in nodes}
+        domains: list[FailoverDomain] = []
+        seen: set[str] = set()
+        for el in rm.iterfind("failoverdomains/failoverdomain"):
+            name = el.get("name", "")
+            if name.lower() in seen:
+                self.r.error("E_DUPLICATE_DOMAIN", f"duplicate failover domain '{name}'",
+                             self.src(el))
+                continue
+            seen.add(name.lower())
+            ordered = self.bool_attr(el, "ordered")
+            members: list[DomainNode] = []
+            member_names: set[str] = set()
+            for n in el.iterfind("failoverdomainnode"):
+                nname = n.get("name", "")
+                if nname.lower() not in known:
+                    self.r.error("E_UNKNOWN_DOMAIN_NODE", f"failover domain '{name}': node "
+                                 f"'{nname}' is not a cluster node", self.src(n))
+                    continue
+                if nname.lower() in member_names:
+                    self.r.error("E_DUPLICATE_DOMAIN_NODE", f"failover domain '{name}': node "
+                                 f"'{nname}' listed twice", self.src(n))
+                    continue
+                member_names.add(nname.lower())
+                prio = self.int_attr(n, "priority") if ordered else 0
+                if ordered and n.get("priority") is not None and not 1 <= prio <= 100:
+                    self.r.warning("W_BAD_PRIORITY", f"priority {prio} outside 1..100 is "
+                                   "treated as no priority", self.src(n))
+                    prio = 0
+                members.append(DomainNode(nname, prio))
+            domains.append(FailoverDomain(name, ordered, self.bool_attr(el, "restricted"),
+                                          self.bool_attr(el, "nofailback"), tuple(members),
+                                          self.src(el)))
+        return tuple(domains)
+
+    def defaults(self, rm: etree._Element) -> Mapping[str, Mapping[str, str]]:
+        out: dict[str, Mapping[str, str]] = {}
+        for el in rm.iterfind("resource-defaults/*"):
+            if not isinstance(el.tag, str):
+                continue
+            rule = self.rules.get(str(el.tag))
+            if rule is None:
+                self.r.error("E_UNKNOWN_TYPE", f"resource-defaults for unknown resource type "
+                             f"'{el.tag}'", self.src(el))
+                continue
+            for name in el.attrib:
+                p = rule.param(str(name))
+                if p is None:
+                    self.r.error("E_UNKNOWN_ATTR", f"unknown attribute '{name}' for resource "
+                                 f"type '{el.tag}'", self.src(el))
+                elif p.primary or p.unique:
+                    self.r.error("E_BAD_DEFAULT", f"'{name}' is primary/unique and cannot have "
+                                 "a default", self.src(el))
+            out[str(el.tag)] = frozen_map({str(k): str(v) for k, v in el.attrib.items()})
+        return frozen_map(out)  # type: ignore[arg-type]
+
+    def services(self, decls: tuple[ResourceDecl, ...], domains: tuple[FailoverDomain, ...]
+                 ) -> None:
+        names = {d.attrs.get("name", "").lower() for d in decls if d.tag == "service"}
+        domain_names = {d.name.lower() for d in domains}
+        for d in decls:
+            if d.tag != "service":
+                continue
+            a = d.attrs
+            if "domain" in a and a["domain"].lower() not in domain_names:
+                self.r.error("E_UNKNOWN_DOMAIN", f"service '{a.get('name')}': unknown failover "
+                             f"domain '{a['domain']}'", d.source)
+            if "recovery" in a and a["recovery"] not in RECOVERY_POLICIES:
+                self.r.error("E_BAD_VALUE", f"recovery={a['recovery']!r}: use one of "
+                             f"{', '.join(RECOVERY_POLICIES)}", d.source)
+            if "depend" in a:
+                dep = a["depend"].removeprefix("service:")
+                if dep.lower() not in names:
+                    self.r.error("E_UNKNOWN_DEPEND", f"service '{a.get('name')}' depends on "
+                                 f"unknown service '{a['depend']}'", d.source)
+            if "depend_mode" in a and a["depend_mode"] not in ("hard", "soft"):
+                self.r.error("E_BAD_VALUE", "depend_mode must be hard or soft", d.source)
+            _warn_restarts(self.r, d, "max_restarts", "restart_expire_time")
+        for d in _walk(decls):
+            _warn_restarts(self.r, d, "__max_restarts", "__restart_expire_time")
+            _warn_restarts(self.r, d, "__max_failures", "__failure_expire_time")
+
+
+def _walk(decls: tuple[ResourceDecl, ...]) -> list[ResourceDecl]:
+    out: list[ResourceDecl] = []
+    stack = list(decls)
+    while stack:
+        d = stack.pop()
+        out.append(d)
+        stack.extend(d.children)
+    return out
+
+
+def _warn_restarts(r: Reporter, d: ResourceDecl, count: str, window: str) -> None:
+    try:
+        n = int(d.attrs.get(count, "0"))
+    except ValueError:
+        r.error("E_BAD_INTEGER", f"attribute {count}={d.attrs[count]!r} is not an integer",
+                d.source)
+        return
+    if n > 0 and not expand_time(d.attrs.get(window)):
+        r.warning("W_NO_EXPIRE", f"{count}={n} without {window}: the counter never expires",
+                  d.source)
+
+
+def _element_at(doc: etree._ElementTree, line: int) -> str:
+    for el in doc.iter():
+        if isinstance(el.tag, str) and el.sourceline == line:
+            return str(el.tag)
+    return "cluster"
+
+
+def load_config(path: str | Path, rules: RuleSet) -> tuple[ClusterConfig, list[Report]]:
+    """Parse and validate; return the model and its warnings, or raise ConfigError."""
+    path = str(path)
+    r = Reporter()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        r.error("E_FILE", f"cannot read configuration: {err.strerror}",
+                Source(path, None, "cluster"))
+        raise ConfigError(r.reports) from None
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True,
+                             remove_blank_text=False)
+    try:
+        root = etree.fromstring(data, parser, base_url=path)
+    except etree.XMLSyntaxError as err:
+        r.error("E_XML", f"malformed XML: {err.msg}", Source(path, err.lineno, "xml"))
+        raise ConfigError(r.reports) from None
+    tree = root.getroottree()
+    reader = _Reader(path, rules, r)
+    if root.tag != "cluster":
+        r.error("E_SCHEMA", f"root element is <{root.tag}>, expected <cluster>", reader.src(root))
+        raise ConfigError(r.reports)
+
+    rm = root.find("rm")
+    resources: list[ResourceDecl] = []
+    services: list[ResourceDecl] = []
+    if rm is not None:
+        for el in rm.iterfind("resources/*"):
+            if isinstance(el.tag, str):
+                decl = reader.resource(el)
+                if decl:
+                    resources.append(decl)
+        for el in rm:
+            if isinstance(el.tag, str) and el.tag not in RM_CONTAINERS:
+                decl = reader.resource(el)
+                if decl:
+                    services.append(decl)
+    if not r.errors:
+        schema = relaxng_for(rules)
+        if not schema.validate(tree):
+            e = schema.error_log.last_error
+            if e is not None:
+                r.error("E_SCHEMA", f"does not match the schema: {e.message}",
+                        Source(path, e.line, _element_at(tree, e.line)))
+    r.raise_if_errors()
+
+    nodes = reader.nodes(root)
+    fencedevices = reader.fencedevices(root, nodes)
+    domains = reader.domains(rm, nodes) if rm is not None else ()
+    reader.services(tuple(services), domains)
+    rm_model = RMConfig(
+        attrs=frozen_map({str(k): str(v) for k, v in rm.attrib.items()}) if rm is not None
+        else frozen_map(),
+        domains=domains,
+        resources=tuple(resources),
+        defaults=reader.defaults(rm) if rm is not None else frozen_map(),  # type: ignore[arg-type]
+        services=tuple(services),
+    )
+    if rm is not None:
+        reader.bool_attr(rm, "central_processing")
+        if reader.bool_attr(rm, "central_processing"):
+            r.warning("W_CENTRAL", "central_processing is not supported; using distributed "
+                      "mode", reader.src(rm))
+    logging_el = root.find("logging")
+    config = ClusterConfig(
+        path=path,
+        name=root.get("name", ""),
+        config_version=int(root.get("config_version", "0")),
+        cman=_attrs(root.find("cman")),
+        totem=_attrs(root.find("totem")),
+        quorumd=_attrs(root.find("quorumd")) if root.find("quorumd") is not None else None,
+        nodes=nodes,
+        fencedevices=fencedevices,
+        logging=_attrs(logging_el),
+        logging_daemons=tuple(_attrs(d) for d in root.iterfind("logging/logging_daemon")),
+        rm=rm_model,
+    )
+    r.raise_if_errors()
+    return config, r.reports
+
+
+def _attrs(el: etree._Element | None) -> Mapping[str, str]:
+    if el is None:
+        return frozen_map()
+    return frozen_map({str(k): str(v) for k, v in el.attrib.items()})

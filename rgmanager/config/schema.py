@@ -1,0 +1,69 @@
+"""The cluster.conf RelaxNG grammar: ``etc/cluster.rng`` plus generated resources.
+
+As rgmanager's tools did, the resource part is built from the agents'
+meta-data, so a new agent is valid in cluster.conf the moment it is
+installed and the schema is never written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from lxml import etree
+
+from ..agents.rules import ResourceRule
+
+BASE_SCHEMA = Path(__file__).resolve().parents[2] / "etc" / "cluster.rng"
+RNG_NS = "http://relaxng.org/ns/structure/1.0"
+
+#: Per-reference attributes rgmanager reads on every resource element.
+SPECIAL_ATTRS = (
+    "__independent_subtree",
+    "__enforce_timeouts",
+    "__max_failures",
+    "__failure_expire_time",
+    "__max_restarts",
+    "__restart_expire_time",
+)
+
+
+def _el(tag: str, parent: etree._Element | None = None, **attrs: str) -> etree._Element:
+    el = etree.Element(f"{{{RNG_NS}}}{tag}", nsmap={None: RNG_NS}) if parent is None else \
+        etree.SubElement(parent, f"{{{RNG_NS}}}{tag}")
+    for k, v in attrs.items():
+        el.set(k, v)
+    return el
+
+
+def generate_grammar(rules: Iterable[ResourceRule], base: Path = BASE_SCHEMA) -> str:
+    """The complete grammar text: the base file with RESOURCE defined by ``rules``."""
+    grammar = _el("grammar")
+    grammar.set("datatypeLibrary", "http://www.w3.org/2001/XMLSchema-datatypes")
+    include = _el("include", grammar, href=base.resolve().as_uri())
+    define = _el("define", include, name="RESOURCE")
+    choice = _el("choice", define)
+    rule_list = sorted(rules, key=lambda r: r.type)
+    if not rule_list:
+        _el("notAllowed", choice)
+    for rule in rule_list:
+        element = _el("element", choice, name=rule.type)
+        names = ["ref", *SPECIAL_ATTRS]
+        names += [p.name for p in rule.params if p.name not in names]
+        for name in names:
+            _el("attribute", _el("optional", element), name=name)
+        more = _el("zeroOrMore", element)
+        inner = _el("choice", more)
+        _el("ref", inner, name="RESOURCE")
+        _el("ref", inner, name="ACTION")
+    return etree.tostring(grammar, pretty_print=True, encoding="unicode")
+
+
+@lru_cache(maxsize=8)
+def _compiled(grammar_text: str) -> etree.RelaxNG:
+    return etree.RelaxNG(etree.fromstring(grammar_text.encode()))
+
+
+def relaxng_for(rules: Iterable[ResourceRule]) -> etree.RelaxNG:
+    return _compiled(generate_grammar(rules))
