@@ -33,7 +33,7 @@ def redact(attrs: Mapping[str, str]) -> dict[str, str]:
 class FenceDevice:
     name: str
     agent: str
-    attrs: Mapping[str, str] = field(default=EMPTY, repr=False)
+    attrs: Mapping[str, str] = field(default_factory=frozen_map, repr=False)
     source: Source | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
@@ -43,7 +43,7 @@ class FenceDevice:
 @dataclass(frozen=True)
 class FenceDeviceRef:
     name: str
-    attrs: Mapping[str, str] = field(default=EMPTY, repr=False)
+    attrs: Mapping[str, str] = field(default_factory=frozen_map, repr=False)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class ResourceDecl:
 
 @dataclass(frozen=True)
 class RMConfig:
-    attrs: Mapping[str, str] = EMPTY
+    attrs: Mapping[str, str] = field(default_factory=frozen_map)
     domains: tuple[FailoverDomain, ...] = ()
     resources: tuple[ResourceDecl, ...] = ()
     defaults: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
@@ -132,12 +132,12 @@ class ClusterConfig:
     path: str
     name: str
     config_version: int
-    cman: Mapping[str, str] = EMPTY
-    totem: Mapping[str, str] = EMPTY
+    cman: Mapping[str, str] = field(default_factory=frozen_map)
+    totem: Mapping[str, str] = field(default_factory=frozen_map)
     quorumd: Mapping[str, str] | None = None
     nodes: tuple[ClusterNode, ...] = ()
     fencedevices: tuple[FenceDevice, ...] = ()
-    logging: Mapping[str, str] = EMPTY
+    logging: Mapping[str, str] = field(default_factory=frozen_map)
     logging_daemons: tuple[Mapping[str, str], ...] = ()
     rm: RMConfig = field(default_factory=RMConfig)
 

@@ -1,0 +1,247 @@
+"""rg_test: try a configuration without a cluster (rgmanager-compatible).
+
+    rg_test [AGENTDIR] rules
+    rg_test test CONF [start|stop|status TYPE NAME]
+    rg_test noop CONF start|stop|status TYPE NAME
+    rg_test delta CONF1 CONF2
+    rg_test schema
+
+Exit codes: 0 fine; 1 the configuration loaded with warnings; 2 it was
+rejected (errors); 255 an operation failed (as rgmanager), status failure 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from ..agents.discovery import RuleSet, default_agent_dirs, load_rules
+from ..config.schema import generate_grammar
+from ..errors import EXIT_ERRORS, ConfigError, exit_code
+from ..loader import Loaded, load
+from ..tree.delta import diff
+from ..tree.model import Node
+from ..tree.order import start_order, stop_order
+from .common import dump_json, print_reports
+from .render import rule_json, rules_text, test_json, test_text
+
+EXIT_OP_FAILED = 255
+OPS = ("start", "stop", "status")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rg_test", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agent-dir", action="append", default=[],
+                   help="extra agent directory (after the project's resource-agents/)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--debug", action="store_true", help="log agent calls")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("rules", help="print the loaded resource rules")
+    sub.add_parser("schema", help="print the generated RelaxNG grammar")
+    t = sub.add_parser("test", help="print resources and trees, or run an operation")
+    t.add_argument("conf")
+    t.add_argument("op", nargs="?", choices=OPS)
+    t.add_argument("type", nargs="?")
+    t.add_argument("name", nargs="?")
+    t.add_argument("--depth", type=int, default=0, help="status depth (OCF_CHECK_LEVEL)")
+    n = sub.add_parser("noop", help="print the operations an action would run")
+    n.add_argument("conf")
+    n.add_argument("op", choices=OPS)
+    n.add_argument("type")
+    n.add_argument("name")
+    d = sub.add_parser("delta", help="what changes between two configurations")
+    d.add_argument("conf1")
+    d.add_argument("conf2")
+    return p
+
+
+def _split_agentdir(argv: list[str]) -> tuple[list[str], list[str]]:
+    """rgmanager allowed ``rg_test AGENTDIR rules``; keep that working."""
+    if argv and not argv[0].startswith("-") and os.path.isdir(argv[0]):
+        return [os.path.abspath(argv[0])], argv[1:]
+    return [], argv
+
+
+def _load_rules(args: argparse.Namespace) -> RuleSet:
+    dirs = default_agent_dirs(args.agent_dir)
+    print(f"Using {':'.join(dirs)} as resource agent path", file=sys.stderr)
+    print("Running in test mode.", file=sys.stderr)
+    rules = load_rules(dirs)
+    print(f"Loaded {len(rules)} resource rules", file=sys.stderr)
+    return rules
+
+
+def _load(path: str, rules: RuleSet, as_json: bool) -> Loaded | int:
+    try:
+        loaded = load(path, rules)
+    except ConfigError as err:
+        print_reports(err.reports, as_json)
+        return EXIT_ERRORS
+    if loaded.reports and not as_json:
+        print_reports(loaded.reports)
+    return loaded
+
+
+def _targets(loaded: Loaded, type_: str, name: str) -> list[Node]:
+    name = name.removeprefix(f"{type_}:")
+    return loaded.forest.find(type_, name)
+
+
+def _steps(nodes: list[Node], op: str) -> list[Node]:
+    out: list[Node] = []
+    for n in nodes:
+        out += stop_order(n) if op == "stop" else start_order(n)
+    return [n for n in out if n.rule.has_action(op)]
+
+
+def cmd_noop(args: argparse.Namespace, rules: RuleSet) -> int:
+    loaded = _load(args.conf, rules, args.json)
+    if isinstance(loaded, int):
+        return loaded
+    nodes = _targets(loaded, args.type, args.name)
+    if not nodes:
+        print(f"No resource {args.name} of type {args.type} found", file=sys.stderr)
+        return EXIT_OP_FAILED
+    steps = _steps(nodes, args.op)
+    if args.json:
+        dump_json({"resource": f"{args.type}:{args.name}", "operation": args.op,
+                   "steps": [{"op": args.op, "resource": n.name, "path": n.path}
+                             for n in steps]})
+        return 0
+    verb = {"start": ("Starting", "Start"), "stop": ("Stopping", "Stop"),
+            "status": ("Checking status of", "Status check")}[args.op]
+    print(f"{verb[0]} {args.name}...")
+    for n in steps:
+        print(f"[{args.op}] {n.name}")
+    print(f"{verb[1]} of {args.name} complete")
+    return 0
+
+
+def cmd_op(args: argparse.Namespace, rules: RuleSet, loaded: Loaded) -> int:
+    from ..treeops import TreeOps  # the executor is only needed here
+
+    nodes = _targets(loaded, args.type, args.name)
+    if not nodes:
+        print(f"No resource {args.name} of type {args.type} found", file=sys.stderr)
+        return EXIT_OP_FAILED
+    enforce = loaded.config.rm.attrs.get("enforce_timeouts", "0") in ("1", "yes", "true", "on")
+    ops = TreeOps(enforce_timeouts=enforce)
+    name = args.name
+    records = []
+    ok = True
+    if args.op == "start":
+        print(f"Starting {name}...")
+        for n in nodes:
+            res = ops.start(n)
+            records += res.records
+            ok = ok and res.ok
+        print(f"Start of {name} complete" if ok else f"Failed to start {name}")
+    elif args.op == "stop":
+        print(f"Stopping {name}...")
+        for n in nodes:
+            res = ops.stop(n)
+            records += res.records
+            ok = ok and res.ok
+        if ok:
+            print(f"Stop of {name} complete")
+    else:
+        print(f"Checking status of {name}...")
+        for n in nodes:
+            res = ops.status(n, args.depth)
+            records += res.records
+            ok = ok and res.ok
+        print(f"Status of {name} is good" if ok else f"Status check of {name} failed")
+    if args.json:
+        dump_json({"resource": f"{args.type}:{name}", "operation": args.op, "ok": ok,
+                   "steps": [{"op": r.action, "resource": r.node.name,
+                              "rc": None if r.result is None else r.result.rc}
+                             for r in records]})
+    if ok:
+        return 0
+    return 1 if args.op == "status" else EXIT_OP_FAILED
+
+
+def cmd_test(args: argparse.Namespace, rules: RuleSet) -> int:
+    loaded = _load(args.conf, rules, args.json)
+    if isinstance(loaded, int):
+        return loaded
+    if args.op:
+        if not (args.type and args.name):
+            print("rg_test test CONF OP TYPE NAME: TYPE and NAME are required", file=sys.stderr)
+            return EXIT_ERRORS
+        return cmd_op(args, rules, loaded)
+    if args.json:
+        data = test_json(loaded.config, loaded.forest)
+        data["reports"] = [r.as_dict() for r in loaded.reports]
+        dump_json(data)
+    else:
+        sys.stdout.write(test_text(loaded.config, loaded.forest))
+    return exit_code(loaded.reports)
+
+
+def cmd_delta(args: argparse.Namespace, rules: RuleSet) -> int:
+    old = _load(args.conf1, rules, args.json)
+    if isinstance(old, int):
+        return old
+    new = _load(args.conf2, rules, args.json)
+    if isinstance(new, int):
+        return new
+    d = diff(old.forest, new.forest)
+    if args.json:
+        dump_json(d.as_dict())
+        return 0
+    def section(title: str, items: list[str]) -> None:
+        print(f"=== {title} ===")
+        for i in items:
+            print(f"  {i}")
+    section("Resources added", d.resources_added)
+    section("Resources removed", d.resources_removed)
+    print("=== Resources changed ===")
+    for name, changes in d.resources_changed.items():
+        for attr, (a, b) in changes.items():
+            print(f"  {name}: {attr}: {a} -> {b}")
+    section("Services added (need start)", d.services_added)
+    section("Services removed (need stop)", d.services_removed)
+    print("=== Services changed ===")
+    for sd in d.services_changed:
+        print(f"  {sd.name}")
+        for n in sd.stop:
+            print(f"    [stop] {n}")
+        for n in sd.start:
+            print(f"    [start] {n}")
+        for n in sd.reconfig:
+            print(f"    [reconfig] {n}")
+    if d.empty:
+        print("No changes")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    extra_dirs, rest = _split_agentdir(list(sys.argv[1:] if argv is None else argv))
+    args = _parser().parse_args(rest)
+    args.agent_dir = extra_dirs + args.agent_dir
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    rules = _load_rules(args)
+    if args.cmd == "rules":
+        if args.json:
+            dump_json([rule_json(r) for r in rules])
+        else:
+            sys.stdout.write(rules_text(rules))
+        return 0
+    if args.cmd == "schema":
+        sys.stdout.write(generate_grammar(rules))
+        return 0
+    if args.cmd == "noop":
+        return cmd_noop(args, rules)
+    if args.cmd == "test":
+        return cmd_test(args, rules)
+    return cmd_delta(args, rules)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
