@@ -14,5 +14,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get install -y -qq $need >/dev/null
     fi
 fi
+if [ "$(id -u)" = 0 ]; then
+    # The demo service's init script, at the fixed path etc/cluster.conf names.
+    mkdir -p /usr/local/libexec/rgmanager-py
+    ln -sfn "$PWD/etc/demo/demo-httpd" /usr/local/libexec/rgmanager-py/demo-httpd
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
