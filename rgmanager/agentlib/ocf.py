@@ -7,6 +7,7 @@ Nothing here builds a shell command: agents call programs with argv lists.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import sys
@@ -205,18 +206,19 @@ class Params:
             raise AgentError(OCF_ERR_CONFIGURED, f"required parameter {name} is not set")
         return value
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> builtins.bool:
         value = self._values.get(name)
         return False if value is None else parse_bool(name, value)
 
-    def int(self, name: str, default: int = 0) -> int:
+    def int(self, name: builtins.str, default: builtins.int = 0) -> builtins.int:
         value = self._values.get(name)
         if value is None:
             return default
         try:
             return int(value)
         except ValueError:
-            raise AgentError(OCF_ERR_CONFIGURED, f"parameter {name}={value!r} is not an integer")
+            raise AgentError(OCF_ERR_CONFIGURED,
+                             f"parameter {name}={value!r} is not an integer") from None
 
     def validate(self) -> None:
         """Check presence of required parameters and the type of each value."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from lxml import etree
 
@@ -54,7 +55,7 @@ class _Reader:
         self.r = reporter
 
     def src(self, el: etree._Element) -> Source:
-        return Source(self.path, el.sourceline, str(el.tag))
+        return Source(self.path, _line(el), str(el.tag))
 
     def bool_attr(self, el: etree._Element, name: str, default: bool = False) -> bool:
         raw = el.get(name)
@@ -87,10 +88,11 @@ class _Reader:
             return None
         ok = True
         is_ref = el.get("ref") is not None
-        for name, value in el.attrib.items():
+        for raw_name, raw_value in el.attrib.items():
+            name, value = str(raw_name), str(raw_value)
             if name == "ref" or name in SPECIAL_ATTRS:
                 continue
-            param = rule.param(str(name))
+            param = rule.param(name)
             if param is None:
                 self.r.error("E_UNKNOWN_ATTR",
                              f"unknown attribute '{name}' for resource type '{tag}'", self.src(el))
@@ -151,7 +153,7 @@ class _Reader:
     # -- the rest ----------------------------------------------------------
     def nodes(self, root: etree._Element) -> tuple[ClusterNode, ...]:
         nodes: list[ClusterNode] = []
-        names: dict[str, int | None] = {}
+        names: dict[str, int | None] = {}  # lower-cased name -> line
         ids: dict[int, str] = {}
         for el in root.iterfind("clusternodes/clusternode"):
             name = el.get("name", "")
@@ -164,7 +166,7 @@ class _Reader:
                 self.r.error("E_DUPLICATE_NODEID", f"node '{name}' reuses nodeid {nodeid} "
                              f"of node '{ids[nodeid]}'", self.src(el))
                 continue
-            names[name.lower()] = el.sourceline
+            names[name.lower()] = _line(el)
             ids[nodeid] = name
             methods = []
             for m in el.iterfind("fence/method"):
@@ -242,8 +244,8 @@ class _Reader:
                 self.r.error("E_UNKNOWN_TYPE", f"resource-defaults for unknown resource type "
                              f"'{el.tag}'", self.src(el))
                 continue
-            for name in el.attrib:
-                p = rule.param(str(name))
+            for name in map(str, el.attrib):
+                p = rule.param(name)
                 if p is None:
                     self.r.error("E_UNKNOWN_ATTR", f"unknown attribute '{name}' for resource "
                                  f"type '{el.tag}'", self.src(el))
@@ -251,7 +253,7 @@ class _Reader:
                     self.r.error("E_BAD_DEFAULT", f"'{name}' is primary/unique and cannot have "
                                  "a default", self.src(el))
             out[str(el.tag)] = frozen_map({str(k): str(v) for k, v in el.attrib.items()})
-        return frozen_map(out)  # type: ignore[arg-type]
+        return MappingProxyType(out)
 
     def services(self, decls: tuple[ResourceDecl, ...], domains: tuple[FailoverDomain, ...]
                  ) -> None:
@@ -278,6 +280,11 @@ class _Reader:
         for d in _walk(decls):
             _warn_restarts(self.r, d, "__max_restarts", "__restart_expire_time")
             _warn_restarts(self.r, d, "__max_failures", "__failure_expire_time")
+
+
+def _line(el: etree._Element) -> int | None:
+    line = el.sourceline
+    return line if isinstance(line, int) else None
 
 
 def _walk(decls: tuple[ResourceDecl, ...]) -> list[ResourceDecl]:

@@ -30,8 +30,12 @@ SPECIAL_ATTRS = (
 
 
 def _el(tag: str, parent: etree._Element | None = None, **attrs: str) -> etree._Element:
-    el = etree.Element(f"{{{RNG_NS}}}{tag}", nsmap={None: RNG_NS}) if parent is None else \
-        etree.SubElement(parent, f"{{{RNG_NS}}}{tag}")
+    if parent is None:
+        nsmap: dict[str | None, str] = {None: RNG_NS}
+        # lxml-stubs types nsmap keys as str, but None (default namespace) is valid.
+        el = etree.Element(f"{{{RNG_NS}}}{tag}", nsmap=nsmap)  # type: ignore[arg-type]
+    else:
+        el = etree.SubElement(parent, f"{{{RNG_NS}}}{tag}")
     for k, v in attrs.items():
         el.set(k, v)
     return el
