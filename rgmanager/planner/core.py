@@ -1,0 +1,513 @@
+"""plan(model, table, membership, event) -> actions + next table. No I/O.
+
+Every node runs this on the same ordered events and gets the same answer;
+each node then carries out only the actions addressed to it. The daemon and
+``rg_test simulate`` call the same function, so a dry run tells the truth.
+Each decision adds one human sentence to ``Plan.notes`` (logged at INFO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .. import codes
+from ..cluster.base import Membership
+from ..state import ServiceState, State, Table
+from .events import (
+    Action,
+    Event,
+    NodesChanged,
+    PartsDone,
+    Reply,
+    Request,
+    RestartParts,
+    Start,
+    StartDone,
+    StartParts,
+    StatusFailed,
+    Stop,
+    StopDone,
+    StopParts,
+)
+from .model import PlanModel, ServiceSpec
+from .placement import GOOD, ILLEGAL, Candidate, best, candidates, score
+
+TRANSITIONAL = (State.STARTING, State.STOPPING)
+
+
+@dataclass
+class Plan:
+    table: Table
+    actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    explain: dict[str, list[str]] = field(default_factory=dict)
+
+    def for_node(self, node: str) -> list[Action]:
+        return [a for a in self.actions if not isinstance(a, Reply) and a.node == node]
+
+    def replies_for(self, node: str) -> list[Reply]:
+        return [a for a in self.actions if isinstance(a, Reply) and a.origin == node]
+
+
+def _window(times: tuple[float, ...], now: float, expire: int) -> tuple[float, ...]:
+    if expire <= 0:
+        return times
+    return tuple(t for t in times if now - t < expire)
+
+
+class _Planner:
+    def __init__(self, model: PlanModel, table: Table, membership: Membership, now: float
+                 ) -> None:
+        self.model = model
+        self.table = table.only(model.services)
+        self.online = list(membership.members) if membership.quorate else []
+        self.quorate = membership.quorate
+        self.now = now
+        self.plan = Plan(self.table)
+
+    # -- bookkeeping -------------------------------------------------------
+    def put(self, ss: ServiceState) -> None:
+        self.table = self.table.put(ss)
+
+    def note(self, text: str) -> None:
+        self.plan.notes.append(text)
+
+    def act(self, action: Action) -> None:
+        self.plan.actions.append(action)
+
+    def reply(self, ss: ServiceState, code: int, owner: str | None = None,
+              text: str | None = None) -> ServiceState:
+        if ss.request and ss.request_origin:
+            self.act(Reply(ss.request, ss.request_origin, code, text or codes.strerror(code),
+                           owner))
+        return replace(ss, request=None, request_origin=None)
+
+    def spec(self, name: str) -> ServiceSpec:
+        return self.model.services[name]
+
+    def choose(self, spec: ServiceSpec, exclude: tuple[str, ...] = ()) -> Candidate | None:
+        cands = candidates(self.model, spec, self.table, self.online, exclude)
+        chosen = best(cands, self.model)
+        self.plan.explain[spec.name] = [c.line(c is chosen) for c in cands]
+        return chosen
+
+    def start(self, ss: ServiceState, node: str, why: str, recover: bool = False
+              ) -> ServiceState:
+        ss = ss.moved(State.STARTING, self.now, owner=node, after_stop="stopped", target=None)
+        self.put(ss)
+        self.act(Start(ss.name, node, recover))
+        self.note(f"{ss.name}: starting on {node} ({why})")
+        return ss
+
+    def stop(self, ss: ServiceState, after: str, why: str, target: str | None = None,
+             tried: tuple[str, ...] | None = None) -> ServiceState:
+        node = ss.owner or ""
+        ss = ss.moved(State.STOPPING, self.now, after_stop=after, target=target,
+                      tried=ss.tried if tried is None else tried)
+        self.put(ss)
+        self.act(Stop(ss.name, node, why))
+        return ss
+
+    # -- events ------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        if isinstance(event, NodesChanged):
+            self.nodes_changed(event)
+        elif isinstance(event, Request):
+            self.request(event)
+        elif isinstance(event, StartDone):
+            self.start_done(event)
+        elif isinstance(event, StopDone):
+            self.stop_done(event)
+        elif isinstance(event, StatusFailed):
+            self.status_failed(event)
+        elif isinstance(event, PartsDone):
+            self.parts_done(event)
+        self.dependency_stops()
+        self.plan.table = self.table
+
+    def nodes_changed(self, ev: NodesChanged) -> None:
+        for node in ev.left:
+            self.note(f"node {node} left the cluster")
+        if not self.quorate:
+            self.note("no quorum: no service is placed or recovered")
+            return
+        for ss in list(self.table):
+            if ss.owner not in ev.left or ss.state not in (State.STARTING, State.STARTED,
+                                                           State.STOPPING):
+                continue
+            if ss.frozen:
+                self.note(f"{ss.name}: owner {ss.owner} is down but the service is frozen; "
+                          "left as it is")
+                continue
+            dead = ss.owner
+            if ss.state == State.STOPPING and ss.after_stop == "disabled":
+                self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.SUCCESS))
+                continue
+            target = ss.target if ss.after_stop == "relocate" else None
+            ss = ss.moved(State.STOPPED, self.now, after_stop="stopped", target=None,
+                          tried=())
+            self.put(ss)
+            spec = self.spec(ss.name)
+            chosen = None
+            if target and target in self.online:
+                chosen = next((c for c in candidates(self.model, spec, self.table, self.online)
+                               if c.node == target and c.eligible), None)
+            chosen = chosen or self.choose(spec)
+            if chosen is None:
+                self.note(f"{ss.name}: owner {dead} is down and no node can take it over "
+                          f"({self.why_nowhere(spec)}); marked stopped")
+                continue
+            self.start(ss, chosen.node, f"taking over from down member {dead}", recover=True)
+        for ss in list(self.table):
+            if ss.state == State.STARTED and not ss.frozen and ev.joined and not ss.request:
+                self.failback(ss, ev.joined)
+        self.evaluate(list(self.table))
+
+    def why_nowhere(self, spec: ServiceSpec) -> str:
+        d = spec.domain
+        if d is not None and d.restricted and not any(m.name in self.online for m in d.nodes):
+            return f"restricted domain {d.name} has no member online"
+        return "no eligible node"
+
+    def failback(self, ss: ServiceState, joined: tuple[str, ...]) -> None:
+        spec = self.spec(ss.name)
+        own, _ = score(spec, ss.owner or "", self.online, ss)
+        for node in sorted(joined, key=self.model.nodeid):
+            new, why = score(spec, node, self.online, ss)
+            if new > own:
+                cand = next((c for c in candidates(self.model, spec, self.table, self.online,
+                                                   (ss.owner or "",)) if c.node == node), None)
+                if cand is None or not cand.eligible:
+                    continue
+                self.note(f"{ss.name}: relocating to better node {node} ({why}; current owner "
+                          f"{ss.owner} scores lower)")
+                self.stop(ss, "relocate", f"failback to {node}", target=node,
+                          tried=(ss.owner or "",))
+                return
+
+    def evaluate(self, states: list[ServiceState]) -> None:
+        """Place services that are stopped (or new) where the cluster would."""
+        if not self.quorate:
+            return
+        for ss in states:
+            ss = self.table.get(ss.name)
+            spec = self.spec(ss.name)
+            if ss.frozen or ss.request:
+                continue
+            if ss.state == State.UNINITIALIZED:
+                if not spec.autostart:
+                    self.put(ss.moved(State.DISABLED, self.now))
+                    self.note(f"{ss.name}: autostart is off; disabled")
+                    continue
+                ss = ss.moved(State.STOPPED, self.now)
+                self.put(ss)
+            if ss.state != State.STOPPED:
+                continue
+            if not self.depend_met(spec):
+                self.note(f"{ss.name}: waits for {spec.depend} (dependency not started)")
+                continue
+            chosen = self.choose(spec)
+            if chosen is None:
+                self.note(f"{ss.name}: stays stopped ({self.why_nowhere(spec)})")
+                continue
+            self.start(ss, chosen.node, f"{chosen.reason}")
+
+    def depend_met(self, spec: ServiceSpec) -> bool:
+        if not spec.depend or spec.depend not in self.model.services:
+            return True
+        return self.table.get(spec.depend).state == State.STARTED
+
+    def dependency_stops(self) -> None:
+        for ss in list(self.table):
+            spec = self.spec(ss.name)
+            if ss.state != State.STARTED or ss.frozen or not spec.depend or ss.request:
+                continue
+            if spec.depend in self.model.services and \
+                    self.table.get(spec.depend).state not in (State.STARTED, State.STARTING):
+                self.note(f"{ss.name}: stopping on {ss.owner}: dependency {spec.depend} "
+                          "missing")
+                self.stop(ss, "stopped", f"dependency {spec.depend} missing")
+
+    def start_done(self, ev: StartDone) -> None:
+        ss = self.table.get(ev.service)
+        if ss.state != State.STARTING or ss.owner != ev.node:
+            return
+        if ev.ok:
+            ss = ss.moved(State.STARTED, self.now, tried=())
+            ss = self.reply(ss, codes.SUCCESS, ev.node)
+            self.put(ss)
+            self.note(f"{ss.name}: started on {ev.node}")
+            self.evaluate([s for s in self.table
+                           if self.spec(s.name).depend == ss.name])
+            return
+        self.note(f"{ss.name}: failed to start on {ev.node}; stopping it there before "
+                  "recovery")
+        self.stop(ss, "recover", "failed start", tried=ss.tried + (ev.node,))
+
+    def stop_done(self, ev: StopDone) -> None:
+        ss = self.table.get(ev.service)
+        if ss.state != State.STOPPING or ss.owner != ev.node:
+            return
+        spec = self.spec(ss.name)
+        if not ev.ok:
+            ss = ss.moved(State.FAILED, self.now)
+            ss = self.reply(ss, codes.EABORT)
+            self.put(ss)
+            self.note(f"{ss.name}: failed to stop on {ev.node}; marked failed, intervention "
+                      "required (clusvcadm -d)")
+            return
+        after = ss.after_stop
+        if after == "disabled":
+            self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.SUCCESS))
+            self.note(f"{ss.name}: disabled")
+        elif after == "stopped":
+            self.put(self.reply(ss.moved(State.STOPPED, self.now), codes.SUCCESS))
+            self.note(f"{ss.name}: stopped")
+        elif after == "restart":
+            ss = ss.moved(State.RECOVERING, self.now)
+            self.start(ss, ev.node, "restart in place", recover=True)
+        elif after == "relocate":
+            target = ss.target
+            ss = ss.moved(State.RECOVERING, self.now)
+            cands = candidates(self.model, spec, self.table, self.online, ss.tried)
+            chosen = next((c for c in cands if c.node == target and c.eligible), None) \
+                if target else None
+            chosen = chosen or self.choose(spec, ss.tried)
+            if chosen is None:
+                if ev.node in self.online:
+                    self.note(f"{ss.name}: no other node can run it; restarting on {ev.node}")
+                    ss = self.start(ss, ev.node, "relocation failed, restarting locally", True)
+                    self.put(self.reply(ss, codes.ERELO, ev.node) if ss.request else ss)
+                else:
+                    self.put(self.reply(ss.moved(State.STOPPED, self.now), codes.FAILURE))
+                return
+            self.start(ss, chosen.node, f"relocated from {ev.node}: {chosen.reason}", True)
+        else:  # recover after a failed start
+            ss = ss.moved(State.RECOVERING, self.now)
+            chosen = self.choose(spec, ss.tried)
+            if chosen is None:
+                ss = self.reply(ss.moved(State.STOPPED, self.now, tried=()), codes.FAILURE)
+                self.put(ss)
+                self.note(f"{ss.name}: no node left to try; left stopped")
+                return
+            self.start(ss, chosen.node, f"recovery after failed start on {ev.node}: "
+                       f"{chosen.reason}", recover=True)
+
+    def status_failed(self, ev: StatusFailed) -> None:
+        ss = self.table.get(ev.service)
+        if ss.state != State.STARTED or ss.owner != ev.node or ss.frozen or ss.request:
+            return
+        spec = self.spec(ss.name)
+        what = f"{ev.service}: {self.part_name(spec, ev.part)} status rc={ev.rc}" + (
+            f" ({ev.detail})" if ev.detail else "")
+        top = self.outermost_independent(spec, ev.part)
+        if top is not None:
+            part = spec.parts[top]
+            times = _window(ss.part_restart_times(top), self.now, part.restart_expire_time)
+            limited = part.max_restarts > 0
+            if part.noncritical and not (limited and len(times) < part.max_restarts):
+                ss = ss.with_part_restarts(top, ())
+                ss = replace(ss, partial=True, disabled_parts=tuple(
+                    sorted(set(ss.disabled_parts) | {top})))
+                self.put(ss)
+                self.act(StopParts(ss.name, ev.node, (top,)))
+                self.note(f"{what}; non-critical subtree {part.name}" + (
+                    f", {len(times)}/{part.max_restarts} restarts used" if limited else "") +
+                    " -> stopping it, service stays started (partial); "
+                    f"'clusvcadm -c {ss.name}' restarts it")
+                return
+            if not limited or len(times) < part.max_restarts:
+                times = times + (self.now,) if limited else ()
+                self.put(ss.with_part_restarts(top, times))
+                self.act(RestartParts(ss.name, ev.node, (top,)))
+                count = f"{len(times)}/{part.max_restarts} in " \
+                    f"{part.restart_expire_time or 'unlimited '}s" if limited else "no limit"
+                self.note(f"{what}; independent subtree {part.name} ({count}) -> restarting "
+                          f"only that subtree on {ev.node}")
+                return
+            ss = ss.with_part_restarts(top, ())
+            self.put(ss)
+            what += f"; independent subtree {part.name} used {part.max_restarts} restarts"
+        self.service_failure(ss, spec, ev.node, what)
+
+    def part_name(self, spec: ServiceSpec, path: str) -> str:
+        part = spec.parts.get(path)
+        return part.name if part else spec.name
+
+    def outermost_independent(self, spec: ServiceSpec, path: str) -> str | None:
+        found = None
+        p = spec.parts.get(path)
+        while p is not None:
+            if p.independent:
+                found = p.path
+            p = spec.parts.get(p.parent) if p.parent else None
+        return found
+
+    def service_failure(self, ss: ServiceState, spec: ServiceSpec, node: str, what: str
+                        ) -> None:
+        policy = spec.recovery
+        if policy == "disable":
+            self.note(f"{what}; recovery=disable -> disabling")
+            self.stop(ss, "disabled", "recovery policy disable")
+            return
+        if policy == "relocate":
+            self.note(f"{what}; recovery=relocate -> relocating away from {node}")
+            self.stop(ss, "relocate", "recovery policy relocate", tried=(node,))
+            return
+        times = _window(ss.restarts, self.now, spec.restart_expire_time)
+        window = f"{spec.restart_expire_time}s" if spec.restart_expire_time else "ever"
+        if spec.max_restarts > 0 and len(times) >= spec.max_restarts:
+            ss = replace(ss, restarts=())
+            if "disable" in policy:
+                self.note(f"{what}; recovery={policy}, {len(times)}/{spec.max_restarts} "
+                          f"restarts in {window} -> threshold exceeded, disabling")
+                self.stop(ss, "disabled", "restart threshold exceeded")
+            else:
+                self.note(f"{what}; recovery={policy}, {len(times)}/{spec.max_restarts} "
+                          f"restarts in {window} -> threshold exceeded, relocating")
+                self.stop(ss, "relocate", "restart threshold exceeded", tried=(node,))
+            return
+        times = times + (self.now,)
+        ss = replace(ss, restarts=times)
+        limit = f"{len(times)}/{spec.max_restarts} in {window}" if spec.max_restarts \
+            else f"{len(times)}, no limit"
+        self.note(f"{what}; recovery={policy}, restart {limit} -> restarting on {node}")
+        self.stop(ss, "restart", "recovery policy restart")
+
+    def parts_done(self, ev: PartsDone) -> None:
+        ss = self.table.get(ev.service)
+        if ss.owner != ev.node:
+            return
+        if ev.op == "restart":
+            self.note(f"{ss.name}: inline recovery of {', '.join(ev.parts)} complete" + (
+                "" if ev.ok else " (start failed; the next status check decides)"))
+        elif ev.op == "stop":
+            self.note(f"{ss.name}: non-critical {', '.join(ev.parts)} stopped" + (
+                "" if ev.ok else " (stop reported errors)"))
+        elif ev.op == "start":
+            if ev.ok:
+                ss = replace(ss, partial=False, disabled_parts=(), part_restarts=())
+                self.put(self.reply(ss, codes.SUCCESS, ss.owner))
+                self.note(f"{ss.name}: convalesced; non-critical parts running again")
+            else:
+                self.put(self.reply(ss, codes.FAILURE))
+                self.note(f"{ss.name}: failed to repair non-critical parts")
+
+    # -- user requests -------------------------------------------------------
+    def request(self, ev: Request) -> None:
+        def answer(code: int, owner: str | None = None, text: str | None = None) -> None:
+            self.act(Reply(ev.id, ev.origin, code, text or codes.strerror(code), owner))
+            self.note(f"{ev.service}: {ev.op} requested on {ev.origin} -> "
+                      f"{text or codes.strerror(code)}")
+
+        if ev.service not in self.model.services:
+            return answer(codes.ENOSERVICE)
+        if not self.quorate:
+            return answer(codes.EQUORUM)
+        ss = self.table.get(ev.service)
+        spec = self.spec(ev.service)
+        if ev.op in ("freeze", "unfreeze"):
+            if ss.state not in (State.STOPPED, State.STARTED, State.DISABLED,
+                                State.UNINITIALIZED):
+                return answer(codes.EAGAIN)
+            self.put(replace(ss, frozen=ev.op == "freeze"))
+            return answer(codes.SUCCESS, ss.owner)
+        if ss.frozen:
+            return answer(codes.EFROZEN)
+        if ss.state in TRANSITIONAL or ss.state == State.RECOVERING or ss.request:
+            return answer(codes.EAGAIN)
+        if ev.op == "migrate":
+            return answer(codes.EUNSUPPORTED)
+        if ev.node is not None and ev.node not in self.online:
+            return answer(codes.ENODE)
+        pending = replace(ss, request=ev.id, request_origin=ev.origin)
+        if ev.op == "enable" or (ev.op in ("restart", "relocate") and
+                                 ss.state in (State.STOPPED, State.UNINITIALIZED)):
+            if ev.op == "relocate" and ss.state == State.UNINITIALIZED:
+                return answer(codes.EINVAL)
+            if ss.state == State.STARTED:
+                return answer(codes.ERUN, ss.owner)
+            if ss.state == State.FAILED:
+                return answer(codes.EABORT, text=f"{ss.name} has failed; can not start "
+                              "(disable it first)")
+            if not self.depend_met(spec):
+                return answer(codes.EDEPEND)
+            if ev.node is not None or not ev.follow_domain:
+                node = ev.node or ev.origin
+                cands = candidates(self.model, spec, self.table, self.online)
+                self.plan.explain[spec.name] = [c.line(c.node == node) for c in cands]
+                cand = next((c for c in cands if c.node == node), None)
+                if cand is None or cand.score == ILLEGAL or (ev.node is None and
+                                                             cand.score < GOOD):
+                    return answer(codes.FAILURE, text=f"Failure ({node} may not run "
+                                  f"{ss.name}: {cand.reason if cand else 'unknown node'})")
+                if not cand.eligible:
+                    return answer(codes.EEXCL)
+                self.put(self.start(pending, node, f"{ev.op} requested on {ev.origin}"))
+                return None
+            chosen = self.choose(spec)
+            if chosen is None:
+                return answer(codes.ENOTRUNNABLE)
+            self.start(pending, chosen.node, f"{ev.op} requested, by domain rules: "
+                       f"{chosen.reason}")
+            return None
+        if ev.op in ("disable", "stop"):
+            final = State.DISABLED if ev.op == "disable" else State.STOPPED
+            after = "disabled" if ev.op == "disable" else "stopped"
+            if ss.state == State.STARTED:
+                self.note(f"{ss.name}: {ev.op} requested on {ev.origin} -> stopping on "
+                          f"{ss.owner}")
+                self.stop(pending, after, f"{ev.op} requested")
+                return None
+            if ss.state == State.FAILED and ss.last_owner in self.online:
+                self.note(f"{ss.name}: {ev.op} of failed service -> stopping on "
+                          f"{ss.last_owner}")
+                self.stop(replace(pending, owner=ss.last_owner), after, f"{ev.op} of failed")
+                return None
+            if ev.op == "disable" or ss.state in (State.FAILED, State.UNINITIALIZED):
+                self.put(ss.moved(final, self.now))
+            return answer(codes.SUCCESS)
+        if ss.state != State.STARTED:
+            return answer(codes.EINVAL)
+        if ev.op == "restart":
+            self.note(f"{ss.name}: restart requested on {ev.origin} -> restarting on "
+                      f"{ss.owner}")
+            self.stop(pending, "restart", "restart requested")
+            return None
+        if ev.op == "relocate":
+            owner = ss.owner or ""
+            if ev.node == owner:
+                return answer(codes.ERUN, owner)
+            cands = candidates(self.model, spec, self.table, self.online, (owner,))
+            if ev.node is not None:
+                cand = next((c for c in cands if c.node == ev.node), None)
+                self.plan.explain[spec.name] = [c.line(c.node == ev.node) for c in cands]
+                if cand is None or not cand.eligible:
+                    return answer(codes.EEXCL if cand and cand.score else codes.FAILURE)
+                target = ev.node
+            else:
+                chosen = self.choose(spec, (owner,))
+                if chosen is None:
+                    return answer(codes.ERELO, owner)
+                target = chosen.node
+            self.note(f"{ss.name}: relocate requested on {ev.origin} -> moving from {owner} "
+                      f"to {target}")
+            self.stop(pending, "relocate", f"relocate to {target}", target=target,
+                      tried=(owner,))
+            return None
+        if ev.op == "convalesce":
+            if not ss.partial:
+                return answer(codes.SUCCESS, ss.owner)
+            self.put(pending)
+            self.act(StartParts(ss.name, ss.owner or "", ss.disabled_parts))
+            self.note(f"{ss.name}: convalesce requested -> starting "
+                      f"{', '.join(ss.disabled_parts)} on {ss.owner}")
+            return None
+        return answer(codes.EINVAL)
+
+
+def plan(model: PlanModel, table: Table, membership: Membership, event: Event) -> Plan:
+    """The decisions for one delivered event (pure; deterministic)."""
+    p = _Planner(model, table, membership, event.time)
+    p.handle(event)
+    return p.plan

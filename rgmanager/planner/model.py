@@ -1,0 +1,91 @@
+"""What the planner needs to know about services, taken from config + trees."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..agents.rules import expand_time
+from ..config.model import ClusterConfig, FailoverDomain
+from ..config.parser import parse_bool
+from ..tree.model import Forest, Node
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One resource use inside a service, with its recovery flags."""
+
+    path: str
+    name: str
+    independent: bool = False
+    noncritical: bool = False
+    max_restarts: int = 0
+    restart_expire_time: int = 0
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # "service:web"
+    domain: FailoverDomain | None = None
+    autostart: bool = True
+    exclusive: bool = False
+    recovery: str = "restart"
+    max_restarts: int = 0
+    restart_expire_time: int = 0
+    depend: str | None = None  # "service:db"
+    parts: Mapping[str, PartSpec] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class PlanModel:
+    services: Mapping[str, ServiceSpec]
+    node_ids: Mapping[str, int]  # every configured node
+
+    def nodeid(self, node: str) -> int:
+        return self.node_ids.get(node, 1 << 30)
+
+    @classmethod
+    def build(cls, config: ClusterConfig, forest: Forest) -> PlanModel:
+        services = {}
+        for top in forest.services:
+            if top.type != "service":
+                continue
+            spec = _service_spec(config, top)
+            services[spec.name] = spec
+        return cls(MappingProxyType(services),
+                   MappingProxyType({n.name: n.nodeid for n in config.nodes}))
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    return parse_bool(value)
+
+
+def _service_spec(config: ClusterConfig, top: Node) -> ServiceSpec:
+    attr = top.attr
+    domain = config.rm.domain(attr("domain") or "") if attr("domain") else None
+    depend = attr("depend")
+    if depend and not depend.startswith("service:"):
+        depend = "service:" + depend
+    parts = {}
+    for n in top.walk():
+        if n is top:
+            continue
+        parts[n.path] = PartSpec(n.path, n.name, n.independent, n.noncritical,
+                                 n.max_restarts, n.restart_expire_time,
+                                 n.parent.path if n.parent is not None and n.parent is not top
+                                 else None)
+    return ServiceSpec(
+        name=top.name,
+        domain=domain,
+        autostart=_bool(attr("autostart"), True),
+        exclusive=_bool(attr("exclusive"), False),
+        recovery=attr("recovery") or "restart",
+        max_restarts=int(attr("max_restarts") or 0),
+        restart_expire_time=expand_time(attr("restart_expire_time")),
+        depend=depend or None,
+        parts=MappingProxyType(parts),
+    )
