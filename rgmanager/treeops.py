@@ -9,7 +9,7 @@ children only when the node itself passed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 
 from .executor import ActionRequest, ActionResult, describe_rc, run_action
@@ -42,10 +42,11 @@ class TreeOps:
     """Executes tree operations; ``noop`` records what would run instead."""
 
     def __init__(self, runner: Runner = run_action, *, enforce_timeouts: bool = False,
-                 noop: bool = False) -> None:
+                 noop: bool = False, extra_env: Mapping[str, str] | None = None) -> None:
         self.runner = runner
         self.enforce_timeouts = enforce_timeouts
         self.noop = noop
+        self.extra_env = dict(extra_env or {})
 
     def request(self, node: Node, action: str, depth: int = 0) -> ActionRequest:
         act = node.action(action, depth)
@@ -61,6 +62,7 @@ class TreeOps:
             check_level=depth if action in ("status", "monitor") else 0,
             timeout=float(act.timeout) if act and act.timeout else None,
             enforce_timeout=enforce,
+            extra_env=self.extra_env,
         )
 
     def run(self, node: Node, action: str, depth: int = 0) -> OpRecord:

@@ -93,7 +93,9 @@ class _Planner:
 
     def start(self, ss: ServiceState, node: str, why: str, recover: bool = False
               ) -> ServiceState:
-        ss = ss.moved(State.STARTING, self.now, owner=node, after_stop="stopped", target=None)
+        # A full start revives non-critical parts a failure had left stopped.
+        ss = ss.moved(State.STARTING, self.now, owner=node, after_stop="stopped", target=None,
+                      partial=False, disabled_parts=(), part_restarts=())
         self.put(ss)
         self.act(Start(ss.name, node, recover))
         self.note(f"{ss.name}: starting on {node} ({why})")

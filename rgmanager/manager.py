@@ -1,0 +1,420 @@
+"""The resource group manager: drives the planner with ordered deliveries.
+
+Every delivery (membership change or message) is turned into a planner
+event and planned against the replicated table; this node then carries out
+only the actions addressed to it, each service's operations one at a time,
+and reports the outcome by broadcasting another event. What the decisions
+*are* lives in ``planner``; this module only makes them happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from . import codes
+from .cluster.base import Cluster, Delivery, Membership, MembershipChange, Message
+from .executor import describe_rc, run_action
+from .loader import Loaded
+from .monitor import Monitor, StatusChecker
+from .planner import (
+    Action,
+    Event,
+    NodesChanged,
+    PartsDone,
+    Plan,
+    PlanModel,
+    Reply,
+    Request,
+    RestartParts,
+    Start,
+    StartDone,
+    StartParts,
+    StatusFailed,
+    Stop,
+    StopDone,
+    StopParts,
+    from_payload,
+    plan,
+    to_payload,
+)
+from .state import State, Table
+from .tree.delta import diff
+from .tree.model import Forest, Node
+from .tree.order import start_order, stop_order
+from .treeops import Runner, TreeOps
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT = "snapshot"
+
+
+class Manager:
+    def __init__(self, loaded: Loaded, cluster: Cluster, *, runner: Runner = run_action,
+                 extra_env: Mapping[str, str] | None = None, monitor: bool = True,
+                 clock: Callable[[], float] = time.time, workers: int = 8) -> None:
+        self.cluster = cluster
+        self.node = cluster.local_node
+        self.clock = clock
+        self._set_config(loaded)
+        enforce = loaded.config.rm.attrs.get("enforce_timeouts", "0") in ("1", "yes", "true",
+                                                                            "on")
+        self.ops = TreeOps(runner, enforce_timeouts=enforce, extra_env=extra_env)
+        self.checker = StatusChecker(self.ops)
+        self.table = Table()
+        self.membership = Membership((), False)
+        self.last_time = 0.0
+        self.lock = threading.RLock()  # guards table/model/membership
+        self.service_locks: dict[str, threading.Lock] = {}
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rg-op")
+        self.pending: dict[str, tuple[threading.Event, list[Reply]]] = {}
+        self.synced = True  # False while waiting for a snapshot after joining
+        self.buffer: list[Delivery] = []
+        self.was_quorate = False
+        self.running = False
+        self.busy = 0  # operations in flight (for tests that wait for quiet)
+        self.busy_cv = threading.Condition()
+        self.history: list[str] = []  # notes, newest last (bounded)
+        self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick) \
+            if monitor else None
+
+    def _set_config(self, loaded: Loaded) -> None:
+        self.loaded = loaded
+        self.forest: Forest = loaded.forest
+        self.model = PlanModel.build(loaded.config, loaded.forest)
+
+    # -- life ----------------------------------------------------------------
+    def start(self) -> None:
+        self.running = True
+        if self.monitor is not None:
+            self.monitor.start()
+        self.cluster.start(self._deliver)
+
+    def shutdown(self, stop_services: bool = True) -> None:
+        """Stop the services this node runs (in order), then leave the cluster."""
+        self.running = False
+        if self.monitor is not None:
+            self.monitor.shutdown()
+        if stop_services:
+            with self.lock:
+                mine = [s for s in self.table if s.owner == self.node and s.state in (
+                    State.STARTED, State.STARTING, State.STOPPING) and not s.frozen]
+            for ss in mine:
+                top = self.forest.service(ss.name)
+                if top is not None:
+                    with self._service_lock(ss.name):
+                        log.info("%s: stopping for shutdown", ss.name)
+                        self.ops.stop(top)
+        self.cluster.stop()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop_all_local(self, reason: str) -> None:
+        """Stop every configured service here without touching the table
+        (startup clean slate, quorum loss)."""
+        for top in self.forest.services:
+            log.info("%s: stopping locally (%s)", top.name, reason)
+            with self._service_lock(top.name):
+                self.ops.stop(top)
+
+    # -- deliveries ------------------------------------------------------------
+    def _deliver(self, delivery: Delivery) -> None:
+        try:
+            with self.lock:
+                self._deliver_locked(delivery)
+        except Exception:  # one bad delivery must not kill the loop
+            log.exception("failed to handle delivery %r", delivery)
+
+    def _deliver_locked(self, delivery: Delivery) -> None:
+        if isinstance(delivery, MembershipChange):
+            self._membership_change(delivery)
+            return
+        payload = delivery.payload
+        if payload.get("kind") == SNAPSHOT:
+            self._snapshot(delivery)
+            return
+        if not self.synced:
+            self.buffer.append(delivery)
+            return
+        event = from_payload(dict(payload))
+        self.last_time = max(self.last_time, event.time)
+        self._apply(event)
+
+    def _membership_change(self, mc: MembershipChange) -> None:
+        previous = self.membership
+        self.membership = mc.membership
+        me_joined = self.node in mc.joined
+        if me_joined:
+            self.was_quorate = False
+            others_before = [n for n in mc.membership.members if n not in mc.joined]
+            self.synced = not others_before
+            if not self.synced:
+                self.buffer = [mc]
+                log.info("joined a running cluster; waiting for the service table")
+                return
+        elif not self.synced:
+            self.buffer.append(mc)
+            return
+        elif mc.joined and self.was_quorate:
+            # The coordinator (lowest id of those who already had the table)
+            # sends it, ordered right after the join, to the newcomers.
+            old = [n for n in mc.membership.members if n not in mc.joined]
+            if old and min(old, key=self.model.nodeid) == self.node:
+                self.cluster.broadcast({"kind": SNAPSHOT, "for": list(mc.joined),
+                                        "table": self.table.to_json(),
+                                        "time": self.last_time})
+        if previous.quorate and not mc.membership.quorate:
+            log.warning("Quorum Dissolved: stopping local services")
+            self.pool.submit(self.stop_all_local, "quorum lost")
+        elif mc.membership.quorate and not previous.quorate and not me_joined:
+            log.info("Quorum Regained")
+        self.was_quorate = mc.membership.quorate
+        self._apply(NodesChanged(self.last_time, mc.joined, mc.left))
+
+    def _snapshot(self, msg: Message) -> None:
+        if self.synced or self.node not in msg.payload.get("for", ()):
+            return
+        self.table = Table.from_json(msg.payload["table"])
+        self.last_time = max(self.last_time, float(msg.payload.get("time", 0.0)))
+        self.synced = True
+        buffered, self.buffer = self.buffer, []
+        log.info("received the service table from %s (%d services)", msg.sender,
+                 len(self.table.services))
+        for d in buffered:
+            self._deliver_locked(d)
+
+    def _apply(self, event: Event) -> None:
+        result: Plan = plan(self.model, self.table, self.membership, event)
+        self.table = result.table
+        for note in result.notes:
+            log.info("%s", note)
+            self.history.append(note)
+        del self.history[:-500]
+        for action in result.actions:
+            self._carry_out(action)
+        self._update_watches()
+
+    def _update_watches(self) -> None:
+        if self.monitor is None:
+            return
+        for ss in self.table:
+            mine = ss.owner == self.node and ss.state == State.STARTED and not ss.frozen
+            if mine:
+                self.monitor.watch(ss.name)
+            else:
+                self.monitor.unwatch(ss.name)
+
+    # -- actions -----------------------------------------------------------------
+    def _carry_out(self, action: Action) -> None:
+        if isinstance(action, Reply):
+            if action.origin == self.node and action.request in self.pending:
+                ev, box = self.pending[action.request]
+                box.append(action)
+                ev.set()
+            return
+        if action.node != self.node:
+            return
+        with self.busy_cv:
+            self.busy += 1
+        self.pool.submit(self._run_action, action)
+
+    def _service_lock(self, name: str) -> threading.Lock:
+        with self.lock:
+            return self.service_locks.setdefault(name, threading.Lock())
+
+    def _run_action(self, action: Start | Stop | RestartParts | StopParts | StartParts) -> None:
+        try:
+            with self._service_lock(action.service):
+                event = self._execute(action)
+            if event is not None and self.running:
+                self.cluster.broadcast(to_payload(event))
+        except Exception:
+            log.exception("action %r failed", action)
+        finally:
+            with self.busy_cv:
+                self.busy -= 1
+                self.busy_cv.notify_all()
+
+    def _execute(self, action: Start | Stop | RestartParts | StopParts | StartParts
+                 ) -> Event | None:
+        top = self.forest.service(action.service)
+        now = self.clock()
+        if top is None:
+            log.error("%s: not in the configuration; cannot %s", action.service, action)
+            return None
+        if isinstance(action, Start):
+            res = self.ops.start(top, skip=())
+            if res.ok:
+                self.checker.reset(top.name)
+            else:
+                failed = res.failed[0]
+                rc = res.records[-1].result.rc if res.records[-1].result else 1
+                log.warning("%s: start of %s failed, rc=%d (%s)", top.name, failed.name, rc,
+                            describe_rc(rc))
+            return StartDone(now, top.name, self.node, res.ok)
+        if isinstance(action, Stop):
+            res = self.ops.stop(top)
+            self.checker.forget(top.name)
+            if not res.ok:
+                log.warning("%s: stop failed at %s", top.name,
+                            ", ".join(n.name for n in res.failed))
+            return StopDone(now, top.name, self.node, res.ok)
+        parts = [self._part(top, p) for p in action.parts]
+        nodes = [p for p in parts if p is not None]
+        ok = len(nodes) == len(parts)
+        if isinstance(action, RestartParts):
+            log.info("Some independent resources in %s failed; Attempting inline recovery",
+                     top.name)
+            for n in nodes:
+                ok = self.ops.stop(n).ok and ok
+                ok = self.ops.start(n).ok and ok
+            self.checker.reset(top.name)
+            return PartsDone(now, top.name, self.node, "restart", tuple(action.parts), ok)
+        if isinstance(action, StopParts):
+            for n in nodes:
+                ok = self.ops.stop(n).ok and ok
+            return PartsDone(now, top.name, self.node, "stop", tuple(action.parts), ok)
+        if isinstance(action, StartParts):
+            for n in nodes:
+                ok = self.ops.start(n).ok and ok
+            self.checker.reset(top.name)
+            return PartsDone(now, top.name, self.node, "start", tuple(action.parts), ok)
+        return None
+
+    @staticmethod
+    def _part(top: Node, path: str) -> Node | None:
+        return next((n for n in top.walk() if n.path == path), None)
+
+    # -- status checks -------------------------------------------------------------
+    def _status_tick(self, service: str) -> None:
+        """One scheduled check; skipped while another operation holds the service."""
+        with self.lock:
+            ss = self.table.get(service)
+            if ss.owner != self.node or ss.state != State.STARTED or ss.frozen or \
+                    not self.running:
+                return
+            skip = set(ss.disabled_parts)
+            top = self.forest.service(service)
+        if top is None:
+            return
+        lock = self._service_lock(service)
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            failure = self.checker.check(top, skip)
+        finally:
+            lock.release()
+        if failure is None:
+            return
+        with self.lock:  # still ours and still started?
+            ss = self.table.get(service)
+            if ss.owner != self.node or ss.state != State.STARTED or ss.frozen:
+                return
+        detail = f"{failure.action} depth {failure.depth}: {describe_rc(failure.rc)}"
+        self.cluster.broadcast(to_payload(StatusFailed(
+            self.clock(), service, self.node, failure.node.path, failure.rc, detail)))
+
+    def check_now(self, service: str) -> None:
+        """Run a status pass immediately (tests, and `clusvcadm` debugging)."""
+        self._status_tick(service)
+
+    # -- requests ------------------------------------------------------------------
+    def request(self, op: str, service: str, node: str | None = None,
+                follow_domain: bool = False, timeout: float = 300.0) -> Reply:
+        if not service.startswith("service:") and ":" not in service:
+            service = "service:" + service
+        rid = f"{self.node}-{uuid.uuid4().hex[:12]}"
+        ev = threading.Event()
+        box: list[Reply] = []
+        self.pending[rid] = (ev, box)
+        try:
+            self.cluster.broadcast(to_payload(Request(
+                self.clock(), op, service, self.node, rid, node, follow_domain)))
+            if not ev.wait(timeout):
+                return Reply(rid, self.node, codes.EAGAIN, "Timed out waiting for the cluster")
+            return box[0]
+        finally:
+            self.pending.pop(rid, None)
+
+    # -- views -------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            members = set(self.membership.members)
+            cfg = self.loaded.config
+            nodes = [{"name": n.name, "nodeid": n.nodeid, "online": n.name in members,
+                      "local": n.name == self.node, "rgmanager": n.name in members,
+                      "estranged": False} for n in cfg.nodes]
+            for extra in sorted(members - {n.name for n in cfg.nodes}):
+                nodes.append({"name": extra, "nodeid": 0, "online": True,
+                              "local": extra == self.node, "rgmanager": True,
+                              "estranged": True})
+            services = []
+            for ss in self.table:
+                spec = self.model.services.get(ss.name)
+                parts = spec.parts if spec else {}
+                services.append({
+                    "name": ss.name, "state": ss.state.value, "state_code": ss.code,
+                    "owner": ss.owner, "last_owner": ss.last_owner,
+                    "restarts": len(ss.restarts), "last_transition": ss.last_transition,
+                    "frozen": ss.frozen, "partial": ss.partial,
+                    "disabled_parts": [parts[p].name if p in parts else p
+                                       for p in ss.disabled_parts],
+                })
+            return {"code": 0, "cluster": {"name": cfg.name,
+                                           "config_version": cfg.config_version, "id": 0},
+                    "local": self.node, "quorate": self.membership.quorate,
+                    "stale": not self.synced, "members": nodes, "services": services}
+
+    def wait_quiet(self, timeout: float = 30.0) -> bool:
+        """Wait until no operation of this node is in flight."""
+        deadline = time.monotonic() + timeout
+        with self.busy_cv:
+            while self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.busy_cv.wait(left)
+        return True
+
+    # -- reconfiguration -----------------------------------------------------------
+    def reload(self, new: Loaded) -> list[str]:
+        """Apply a new configuration: only changed parts stop and start here."""
+        with self.lock:
+            old_forest = self.forest
+            d = diff(old_forest, new.forest)
+            mine = {s.name for s in self.table if s.owner == self.node and
+                    s.state == State.STARTED}
+        done: list[str] = []
+        for name in d.services_removed:
+            top = old_forest.service(name)
+            if name in mine and top is not None:
+                with self._service_lock(name):
+                    self.ops.stop(top)
+                done.append(f"stopped removed {name}")
+        for sd in d.services_changed:
+            if sd.name not in mine:
+                continue
+            old_top, new_top = old_forest.service(sd.name), new.forest.service(sd.name)
+            if old_top is None or new_top is None:
+                continue
+            with self._service_lock(sd.name):
+                for n in stop_order(old_top):
+                    if n.name in sd.stop:
+                        self.ops.run(n, "stop")
+                for n in start_order(new_top):
+                    if n.name in sd.start:
+                        self.ops.run(n, "start")
+            done.append(f"{sd.name}: restarted {', '.join(sd.start) or 'nothing'}")
+        with self.lock:
+            self._set_config(new)
+            self.table = self.table.only(self.model.services)
+        for line in done:
+            log.info("reconfiguration: %s", line)
+        # Let the planner place new services.
+        self.cluster.broadcast(to_payload(NodesChanged(self.clock())))
+        return done
+
