@@ -1,0 +1,200 @@
+"""The manager on the embedded single-node backend, with real agents.
+
+Each test breaks a real resource behind the manager's back (removes the
+LSB script's state file) and checks what the manager really did to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rgmanager.agents.discovery import load_rules
+from rgmanager.cluster.local import LocalCluster
+from rgmanager.loader import load
+from rgmanager.manager import Manager
+
+from .manager_helpers import cluster_conf, script, starts, wait_for, write_lsb
+
+RULES = load_rules()
+
+MakeManager = Callable[[str], Manager]
+IND = '__independent_subtree="1"'
+NONCRIT = '__independent_subtree="2"'
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "state"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def lsb(tmp_path: Path) -> Path:
+    return write_lsb(tmp_path)
+
+
+@pytest.fixture
+def manager(tmp_path: Path, state_dir: Path) -> Iterator[MakeManager]:
+    made: list[Manager] = []
+
+    def make(rm_body: str) -> Manager:
+        conf = tmp_path / "cluster.conf"
+        conf.write_text(cluster_conf(rm_body))
+        m = Manager(load(conf, RULES), LocalCluster("node1"),
+                    extra_env={"HA_RSCTMP": str(state_dir)})
+        made.append(m)
+        m.start()
+        return m
+
+    yield make
+    for m in made:
+        m.shutdown(stop_services=True)
+
+
+def svc(m: Manager, name: str = "service:web") -> dict:  # type: ignore[type-arg]
+    return next(s for s in m.status()["services"] if s["name"] == name)
+
+
+def started(m: Manager, name: str = "service:web") -> bool:
+    return svc(m, name)["state"] == "started" and m.wait_quiet(5)
+
+
+def test_autostart_and_restart_policy(manager: MakeManager, lsb: Path, state_dir: Path) -> None:
+    m = manager(f'<service name="web" recovery="restart">{script("app", lsb)}</service>')
+    assert wait_for(lambda: started(m))
+    assert (state_dir / "app.on").exists() and starts(state_dir, "app") == 1
+    (state_dir / "app.on").unlink()  # the resource dies behind our back
+    assert wait_for(lambda: starts(state_dir, "app") == 2 and started(m))
+    assert (state_dir / "app.on").exists()
+    assert svc(m)["restarts"] == 1 and svc(m)["owner"] == "node1"
+
+
+def test_disable_policy(manager: MakeManager, lsb: Path, state_dir: Path) -> None:
+    m = manager(f'<service name="web" recovery="disable">{script("app", lsb)}</service>')
+    assert wait_for(lambda: started(m))
+    (state_dir / "app.on").unlink()
+    assert wait_for(lambda: svc(m)["state"] == "disabled")
+    assert (state_dir / "app.log").read_text().split()[-1] == "stop"  # it was stopped cleanly
+
+
+def test_restart_disable_after_threshold(manager: MakeManager, lsb: Path,
+                                         state_dir: Path) -> None:
+    m = manager(f'<service name="web" recovery="restart-disable" max_restarts="1" '
+                f'restart_expire_time="300">{script("app", lsb)}</service>')
+    assert wait_for(lambda: started(m))
+    (state_dir / "app.on").unlink()
+    assert wait_for(lambda: starts(state_dir, "app") == 2 and started(m))
+    (state_dir / "app.on").unlink()
+    assert wait_for(lambda: svc(m)["state"] == "disabled")
+    assert starts(state_dir, "app") == 2
+
+
+def test_relocate_policy_single_node_restarts_locally(manager: MakeManager, lsb: Path,
+                                                      state_dir: Path) -> None:
+    m = manager(f'<service name="web" recovery="relocate">{script("app", lsb)}</service>')
+    assert wait_for(lambda: started(m))
+    (state_dir / "app.on").unlink()
+    assert wait_for(lambda: starts(state_dir, "app") == 2 and started(m))
+    assert any("no other node can run it" in n for n in m.history)
+
+
+def test_independent_subtree_restarts_only_itself(manager: MakeManager, lsb: Path,
+                                                  state_dir: Path) -> None:
+    m = manager(f'<service name="web">{script("base", lsb)}'
+                + script("side", lsb, extra=IND) + "</service>")
+    assert wait_for(lambda: started(m) and (state_dir / "side.on").exists())
+    (state_dir / "side.on").unlink()
+    assert wait_for(lambda: starts(state_dir, "side") == 2 and (state_dir / "side.on").exists())
+    assert m.wait_quiet(5)
+    assert starts(state_dir, "base") == 1 and (state_dir / "base.on").exists()
+    assert svc(m)["state"] == "started" and svc(m)["restarts"] == 0
+
+
+def test_independent_subtree_exhausted_escalates(manager: MakeManager, lsb: Path,
+                                                 state_dir: Path) -> None:
+    extra = '__independent_subtree="1" __max_restarts="1" __restart_expire_time="300"'
+    m = manager(f'<service name="web">{script("base", lsb)}'
+                f'{script("side", lsb, extra=extra)}</service>')
+    assert wait_for(lambda: started(m) and (state_dir / "side.on").exists())
+    (state_dir / "side.on").unlink()
+    assert wait_for(lambda: starts(state_dir, "side") == 2 and (state_dir / "side.on").exists())
+    (state_dir / "side.on").unlink()  # second failure: the whole service restarts
+    assert wait_for(lambda: starts(state_dir, "base") == 2 and started(m))
+    assert svc(m)["restarts"] == 1
+
+
+def test_non_critical_failure_leaves_service_partial_then_convalesce(
+        manager: MakeManager, lsb: Path, state_dir: Path) -> None:
+    m = manager(f'<service name="web">{script("base", lsb)}'
+                + script("extra", lsb, extra=NONCRIT) + "</service>")
+    assert wait_for(lambda: started(m) and (state_dir / "extra.on").exists())
+    (state_dir / "extra.on").unlink()
+    assert wait_for(lambda: svc(m)["partial"] and m.wait_quiet(5))
+    s = svc(m)
+    assert s["state"] == "started" and s["disabled_parts"] == ["script:extra"]
+    assert (state_dir / "base.on").exists() and not (state_dir / "extra.on").exists()
+    assert (state_dir / "extra.log").read_text().split()[-1] == "stop"
+    reply = m.request("convalesce", "web")
+    assert reply.code == 0
+    assert wait_for(lambda: (state_dir / "extra.on").exists() and not svc(m)["partial"])
+    assert starts(state_dir, "base") == 1
+
+
+def test_freeze_blocks_checks_and_unfreeze_resumes(manager: MakeManager, lsb: Path,
+                                                   state_dir: Path) -> None:
+    m = manager(f'<service name="web">{script("app", lsb)}</service>')
+    assert wait_for(lambda: started(m))
+    assert m.request("freeze", "web").code == 0
+    (state_dir / "app.on").unlink()
+    assert not wait_for(lambda: starts(state_dir, "app") > 1, timeout=3)
+    assert svc(m)["frozen"] and svc(m)["state"] == "started"
+    assert m.request("disable", "web").code == -11  # frozen: refused
+    assert m.request("unfreeze", "web").code == 0
+    assert wait_for(lambda: starts(state_dir, "app") == 2 and started(m))
+
+
+def test_failed_start_is_stopped_cleanly(manager: MakeManager, lsb: Path,
+                                         state_dir: Path) -> None:
+    (state_dir / "app.failstart").touch()
+    m = manager(f'<service name="web">{script("app", lsb)}</service>')
+    assert wait_for(lambda: svc(m)["state"] == "stopped" and m.wait_quiet(5))
+    assert (state_dir / "app.log").read_text().split() == ["start", "stop"]
+    (state_dir / "app.failstart").unlink()
+    assert m.request("enable", "web").code == 0
+    assert started(m)
+
+
+def test_failed_stop_marks_failed_until_disabled(manager: MakeManager, lsb: Path,
+                                                 state_dir: Path) -> None:
+    m = manager(f'<service name="web">{script("app", lsb)}</service>')
+    assert wait_for(lambda: started(m))
+    (state_dir / "app.failstop").touch()
+    assert m.request("stop", "web").code == -2
+    assert svc(m)["state"] == "failed"
+    assert m.request("enable", "web").code == -2  # failed: must be disabled first
+    (state_dir / "app.failstop").unlink()
+    assert m.request("disable", "web").code == 0
+    assert svc(m)["state"] == "disabled" and not (state_dir / "app.on").exists()
+
+
+def test_requests_on_missing_service_and_unknown_node(manager: MakeManager, lsb: Path) -> None:
+    m = manager(f'<service name="web">{script("app", lsb)}</service>')
+    assert wait_for(lambda: started(m))
+    assert m.request("enable", "nosuch").code == -4
+    assert m.request("relocate", "web", node="node9").code == -12
+
+
+def test_exclusive_and_depend(manager: MakeManager, lsb: Path, state_dir: Path) -> None:
+    m = manager(f'<service name="db">{script("db", lsb)}</service>'
+                f'<service name="web" depend="service:db">{script("app", lsb)}</service>'
+                f'<service name="solo" exclusive="1">{script("solo", lsb)}</service>')
+    assert wait_for(lambda: started(m, "service:db") and started(m, "service:web"))
+    assert svc(m, "service:solo")["state"] == "stopped"  # node busy: exclusive waits
+    assert starts(state_dir, "solo") == 0
+    (state_dir / "db.on").unlink()  # dependency restarts: dependant stops and comes back
+    assert wait_for(lambda: starts(state_dir, "app") == 2 and started(m, "service:web"))
+    assert (state_dir / "app.log").read_text().split() == ["start", "stop", "start"]
