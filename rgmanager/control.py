@@ -1,0 +1,339 @@
+"""Local control socket: how ``clustat`` and ``clusvcadm`` talk to the daemon.
+
+The CLIs are thin (argument parsing and output only), so everything they need
+crosses one Unix socket as JSON: the client sends ONE object terminated by a
+newline, the daemon answers with ONE object terminated by a newline and closes
+the connection. One request per connection keeps the protocol trivially
+robust: a hung or crashed client can never confuse the next one.
+
+The socket is root-only (mode 0600), like rgmanager's, because whoever can
+write to it can stop every service in the cluster.
+
+Replies carry rgmanager's return codes (negative numbers); the CLIs exit with
+``code % 256`` so scripts written against rgmanager keep working.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = "/var/run/cluster/rgmanager.sock"
+#: Environment variable that overrides :data:`DEFAULT_SOCKET` (tests, unprivileged runs).
+SOCKET_ENV = "RGMANAGER_SOCKET"
+#: A request larger than this is refused: requests are tiny, so anything bigger is garbage.
+MAX_REQUEST = 64 * 1024
+#: Replies (a status of a big cluster) may be large, but not unbounded.
+MAX_REPLY = 64 * 1024 * 1024
+#: How long the server waits for a client to send its request before dropping it.
+REQUEST_READ_TIMEOUT = 30.0
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+# rgmanager's return codes (include/resgroup.h), as carried in replies.
+SUCCESS = 0
+EFAIL = -1
+EABORT = -2
+ERUN = -3
+ENOSERVICE = -4
+EMIGRATE = -5
+EAGAIN = -6
+EDEPEND = -7
+EINVAL = -8
+EQUORUM = -9
+EUNSUPPORTED = -10
+EFROZEN = -11
+ENODEDEAD = -12
+ENOTRUNNABLE = -15
+ENOTRUNNABLE_EXCL = -16
+EFORWARD_OWNER = -17
+EPERM = -18
+
+_STRERROR: dict[int, str] = {
+    SUCCESS: "Success",
+    EFAIL: "Failure",
+    EABORT: "Aborted; service failed",
+    ERUN: "Service is already running",
+    ENOSERVICE: "Service does not exist",
+    EAGAIN: "Temporary failure; try again",
+    EDEPEND: "Operation violates dependency rule",
+    EINVAL: "Invalid operation for resource",
+    EQUORUM: "Operation requires quorum",
+    EUNSUPPORTED: "Operation not supported",
+    EFROZEN: "Failure: Service is frozen",
+    ENODEDEAD: "Target node dead / nonexistent",
+    ENOTRUNNABLE: "Service not runnable",
+    ENOTRUNNABLE_EXCL: "Service not runnable: cannot run exclusive",
+    EFORWARD_OWNER: "Failed; service running on original owner",
+    EPERM: "Permissing denied",  # sic: rgmanager's spelling, kept for scripts that grep it
+}
+
+
+def strerror(code: int) -> str:
+    """rgmanager's ``rg_strerror``: the text clusvcadm prints for a return code."""
+    return _STRERROR.get(code, "Unknown error")
+
+
+def is_known_code(code: int) -> bool:
+    """Whether ``code`` is one of rgmanager's return codes (has its own text)."""
+    return code in _STRERROR
+
+
+def exit_status(code: int) -> int:
+    """Process exit status for a reply code: ``code % 256``, except ERUN, which is success.
+
+    rgmanager treats "already running" as a success for the caller (the service
+    *is* running), so scripts that enable services idempotently keep working.
+    """
+    return 0 if code == ERUN else code % 256
+
+
+def socket_path() -> str:
+    """Where the daemon listens: ``$RGMANAGER_SOCKET`` or :data:`DEFAULT_SOCKET`."""
+    return os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+
+
+class DaemonNotRunning(Exception):
+    """Nobody listens on the control socket (no socket file, or connection refused)."""
+
+
+class ProtocolError(Exception):
+    """The daemon's reply was not one JSON object (it crashed mid-request, or is not ours)."""
+
+
+# --------------------------------------------------------------------- server
+
+
+class ControlServer:
+    """Serves the control socket in background threads, one thread per connection.
+
+    A connection gets its own thread because a handler may block for a long
+    time (a start can take minutes) and ``clustat`` must still be answered
+    meanwhile. The handler is called concurrently; it serialises what needs
+    serialising itself.
+    """
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Bind, restrict to root (0600) *before* listening, and serve in a daemon thread."""
+        parent = os.path.dirname(self.path)
+        if parent:
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+        self._remove_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.path)
+            # Nobody can connect before listen(), so chmod here leaves no window
+            # in which a non-root user could get a connection accepted.
+            os.chmod(self.path, 0o600)
+            sock.listen(64)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._serve, name="rgmanager-control", daemon=True)
+        self._thread.start()
+        log.debug("control socket listening on %s", self.path)
+
+    def stop(self) -> None:
+        """Stop accepting, close the socket and remove its file."""
+        self._stopping.set()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                # shutdown() wakes a thread blocked in accept() on Linux; close() alone does not.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> ControlServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _remove_stale(self) -> None:
+        """Remove a socket file left by a dead daemon; refuse to steal a live one.
+
+        Two daemons on one node would each believe they own the local services,
+        so a socket someone still answers on is an error, not something to unlink.
+        """
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise FileExistsError(errno.EEXIST, "not a socket; refusing to remove", self.path)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(self.path)
+        except OSError:
+            os.unlink(self.path)  # stale: nobody listens
+            return
+        finally:
+            probe.close()
+        raise OSError(errno.EADDRINUSE, "another daemon is listening", self.path)
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                log.exception("control socket: accept failed")
+                time.sleep(0.1)  # e.g. EMFILE: don't spin while descriptors are short
+                continue
+            threading.Thread(target=self._handle, args=(conn,),
+                             name="rgmanager-control-conn", daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.settimeout(REQUEST_READ_TIMEOUT)
+                reply = self._reply_for(_read_line(conn, MAX_REQUEST))
+                conn.settimeout(None)
+                conn.sendall(_encode(reply))
+            except _TooLong:
+                _send_quietly(conn, {"code": EINVAL, "text": "bad request: too long"})
+            except OSError as e:  # includes TimeoutError
+                # The client went away (clusvcadm interrupted): nothing to tell anyone.
+                log.debug("control connection dropped: %s", e)
+
+    def _reply_for(self, raw: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            return {"code": EINVAL, "text": f"bad request: {e}"}
+        if not isinstance(request, dict):
+            return {"code": EINVAL, "text": "bad request: not a JSON object"}
+        try:
+            reply = self.handler(request)
+            if not isinstance(reply, dict):
+                raise TypeError(f"handler returned {type(reply).__name__}, not dict")
+            json.dumps(reply)  # fail here, inside the handler's blame, not half-way through
+        except Exception:
+            log.exception("control request %r failed", request.get("op"))
+            return {"code": EFAIL, "text": strerror(EFAIL)}
+        return reply
+
+
+class _TooLong(Exception):
+    pass
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _send_quietly(conn: socket.socket, obj: dict[str, Any]) -> None:
+    try:
+        conn.sendall(_encode(obj))
+    except OSError:
+        pass
+
+
+def _read_line(conn: socket.socket, limit: int) -> bytes:
+    """Read up to the first newline (or EOF); :class:`_TooLong` past ``limit`` bytes."""
+    buf = bytearray()
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return bytes(buf)
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            buf += chunk[:nl]
+            if len(buf) > limit:
+                raise _TooLong
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            raise _TooLong
+
+
+# --------------------------------------------------------------------- client
+
+
+def connect(path: str | None = None, timeout: float = 300.0) -> socket.socket:
+    """Connect to the daemon; raise :class:`DaemonNotRunning` if nobody listens.
+
+    Separate from :func:`request` so clusvcadm can learn that the daemon is down
+    *before* it prints "trying to enable ...", as rgmanager did.
+    """
+    path = path or socket_path()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        sock.close()
+        raise DaemonNotRunning(f"{path}: {e.strerror}") from e
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def call(sock: socket.socket, payload: dict[str, Any]) -> dict[str, Any]:
+    """Send one request on a connected socket, return the reply, close the socket.
+
+    A timeout raises :class:`TimeoutError` (a hung daemon); a reply that is not
+    a JSON object raises :class:`ProtocolError`.
+    """
+    with sock:
+        sock.sendall(_encode(payload))
+        try:
+            raw = _read_line(sock, MAX_REPLY)
+        except _TooLong as e:
+            raise ProtocolError("reply too long") from e
+    if not raw:
+        raise ProtocolError("connection closed without a reply")
+    try:
+        reply = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError(f"bad reply: {e}") from e
+    if not isinstance(reply, dict) or not isinstance(reply.get("code"), int):
+        raise ProtocolError("bad reply: not an object with an integer code")
+    return reply
+
+
+def request(payload: dict[str, Any], path: str | None = None,
+            timeout: float = 300.0) -> dict[str, Any]:
+    """One round trip: connect, send ``payload``, return the daemon's reply.
+
+    The default timeout is long because a start or stop waits for agents;
+    ``clustat`` uses a short one so a hung daemon shows up as such.
+    """
+    return call(connect(path, timeout), payload)
