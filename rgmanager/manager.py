@@ -75,7 +75,8 @@ class Manager:
         self.pending: dict[str, tuple[threading.Event, list[Reply]]] = {}
         self.synced = True  # False while waiting for a snapshot after joining
         self.buffer: list[Delivery] = []
-        self.was_quorate = False
+        self.claim_timer: threading.Timer | None = None
+        self.claim_after = 5.0  # seconds without a table sender before claiming
         self.running = False
         self.busy = 0  # operations in flight (for tests that wait for quiet)
         self.busy_cv = threading.Condition()
@@ -148,32 +149,50 @@ class Manager:
         previous = self.membership
         self.membership = mc.membership
         me_joined = self.node in mc.joined
+        old = [n for n in mc.membership.members if n not in mc.joined]
+        if me_joined and old:
+            self._wait_for_table("joined a running cluster", [mc])
+            return
         if me_joined:
-            self.was_quorate = False
-            others_before = [n for n in mc.membership.members if n not in mc.joined]
-            self.synced = not others_before
-            if not self.synced:
-                self.buffer = [mc]
-                log.info("joined a running cluster; waiting for the service table")
-                return
-        elif not self.synced:
+            self.synced = True  # first member: the (empty) table is the table
+        if mc.joined and self.synced and old and \
+                min(old, key=self.model.nodeid) == self.node:
+            # The coordinator (lowest id of those who hold the table) sends it,
+            # ordered right after the join, to the newcomers.
+            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(mc.joined),
+                                    "table": self.table.to_json(), "time": self.last_time})
+        if not self.synced:
             self.buffer.append(mc)
             return
-        elif mc.joined and self.was_quorate:
-            # The coordinator (lowest id of those who already had the table)
-            # sends it, ordered right after the join, to the newcomers.
-            old = [n for n in mc.membership.members if n not in mc.joined]
-            if old and min(old, key=self.model.nodeid) == self.node:
-                self.cluster.broadcast({"kind": SNAPSHOT, "for": list(mc.joined),
-                                        "table": self.table.to_json(),
-                                        "time": self.last_time})
         if previous.quorate and not mc.membership.quorate:
-            log.warning("Quorum Dissolved: stopping local services")
+            log.warning("Quorum Dissolved: stopping local services; the table is stale "
+                        "until a quorate member sends it again")
             self.pool.submit(self.stop_all_local, "quorum lost")
-        elif mc.membership.quorate and not previous.quorate and not me_joined:
-            log.info("Quorum Regained")
-        self.was_quorate = mc.membership.quorate
+            self._wait_for_table("quorum lost", [])
+            return
         self._apply(NodesChanged(self.last_time, mc.joined, mc.left))
+
+    def _wait_for_table(self, why: str, buffered: list[Delivery]) -> None:
+        log.info("%s; waiting for the service table", why)
+        self.synced = False
+        self.buffer = list(buffered)
+        if self.claim_timer is not None:
+            self.claim_timer.cancel()
+        # If nobody holding the table remains (every member lost quorum), the
+        # lowest waiting node offers its own; ordering makes everyone agree.
+        self.claim_timer = threading.Timer(self.claim_after, self._claim)
+        self.claim_timer.daemon = True
+        self.claim_timer.start()
+
+    def _claim(self) -> None:
+        with self.lock:
+            if self.synced or not self.running:
+                return
+            members = self.membership.members
+            if not members or min(members, key=self.model.nodeid) != self.node:
+                return
+            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(members), "claim": True,
+                                    "table": self.table.to_json(), "time": self.last_time})
 
     def _snapshot(self, msg: Message) -> None:
         if self.synced or self.node not in msg.payload.get("for", ()):
@@ -181,11 +200,19 @@ class Manager:
         self.table = Table.from_json(msg.payload["table"])
         self.last_time = max(self.last_time, float(msg.payload.get("time", 0.0)))
         self.synced = True
+        if self.claim_timer is not None:
+            self.claim_timer.cancel()
         buffered, self.buffer = self.buffer, []
         log.info("received the service table from %s (%d services)", msg.sender,
                  len(self.table.services))
         for d in buffered:
-            self._deliver_locked(d)
+            if isinstance(d, MembershipChange):
+                self.membership = d.membership
+                self._apply(NodesChanged(self.last_time, d.joined, d.left))
+            else:
+                self._deliver_locked(d)
+        if not buffered:
+            self._apply(NodesChanged(self.last_time))
 
     def _apply(self, event: Event) -> None:
         result: Plan = plan(self.model, self.table, self.membership, event)
@@ -290,7 +317,7 @@ class Manager:
         return next((n for n in top.walk() if n.path == path), None)
 
     # -- status checks -------------------------------------------------------------
-    def _status_tick(self, service: str) -> None:
+    def _status_tick(self, service: str, force: bool = False) -> None:
         """One scheduled check; skipped while another operation holds the service."""
         with self.lock:
             ss = self.table.get(service)
@@ -305,7 +332,7 @@ class Manager:
         if not lock.acquire(blocking=False):
             return
         try:
-            failure = self.checker.check(top, skip)
+            failure = self.checker.check(top, skip, force)
         finally:
             lock.release()
         if failure is None:
@@ -319,8 +346,8 @@ class Manager:
             self.clock(), service, self.node, failure.node.path, failure.rc, detail)))
 
     def check_now(self, service: str) -> None:
-        """Run a status pass immediately (tests, and `clusvcadm` debugging)."""
-        self._status_tick(service)
+        """Run a full status pass immediately, whatever the intervals say."""
+        self._status_tick(service, force=True)
 
     # -- requests ------------------------------------------------------------------
     def request(self, op: str, service: str, node: str | None = None,

@@ -63,18 +63,20 @@ class StatusChecker:
     def forget(self, service: str) -> None:
         self.timers.pop(service, None)
 
-    def check(self, top: Node, skip: set[str]) -> Failure | None:
+    def check(self, top: Node, skip: set[str], force: bool = False) -> Failure | None:
+        """One pass; ``force`` treats every depth as due (an explicit check)."""
         timers = self.timers.get(top.name)
         if timers is None:
             self.reset(top.name)
             timers = self.timers[top.name]
-        return self._check(top, timers, skip)
+        return self._check(top, timers, skip, force)
 
-    def _check(self, node: Node, timers: _ServiceTimers, skip: set[str]) -> Failure | None:
+    def _check(self, node: Node, timers: _ServiceTimers, skip: set[str], force: bool
+               ) -> Failure | None:
         if node.path in skip:
             return None
         now = self.clock()
-        action = due_action(node, timers, now)
+        action = due_action(node, timers, float("inf") if force else now)
         if action is not None:
             timers.last[(node.path, action.depth)] = now
             # a deeper check also covers the shallower ones
@@ -88,7 +90,7 @@ class StatusChecker:
                 else:
                     return Failure(node, rec.result.rc, action.name, action.depth)
         for child in child_start_order(node):
-            failure = self._check(child, timers, skip)
+            failure = self._check(child, timers, skip, force)
             if failure is not None:
                 return failure
         return None

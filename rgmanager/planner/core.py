@@ -235,10 +235,13 @@ class _Planner:
         if ss.state != State.STARTING or ss.owner != ev.node:
             return
         if ev.ok:
+            clean = not ss.tried and not ss.restarts and not ss.request
             ss = ss.moved(State.STARTED, self.now, tried=())
             ss = self.reply(ss, codes.SUCCESS, ev.node)
             self.put(ss)
             self.note(f"{ss.name}: started on {ev.node}")
+            if clean:  # a better node may have joined while it was starting
+                self.failback(ss, tuple(n for n in self.online if n != ev.node))
             self.evaluate([s for s in self.table
                            if self.spec(s.name).depend == ss.name])
             return

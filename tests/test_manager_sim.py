@@ -1,0 +1,229 @@
+"""Three managers on the in-process `sim` cluster, with real agents.
+
+Each node's resources live in its own directory (HA_RSCTMP), so "where is
+the service really running" is answered by the real LSB script's files. The
+sim backend is the legitimate stand-in for several hosts in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rgmanager.agents.discovery import load_rules
+from rgmanager.cluster.sim import SimNetwork
+from rgmanager.loader import Loaded, load
+from rgmanager.manager import Manager
+
+from .manager_helpers import cluster_conf, script, starts, write_lsb
+
+RULES = load_rules()
+NODES = ("node1", "node2", "node3")
+
+
+class Cluster3:
+    def __init__(self, tmp: Path, rm_body: str, votes: dict[str, int] | None = None) -> None:
+        self.tmp = tmp
+        conf = tmp / "cluster.conf"
+        conf.write_text(cluster_conf(rm_body, nodes=3))
+        self.loaded: Loaded = load(conf, RULES)
+        self.net = SimNetwork(NODES, votes=votes)
+        self.managers: dict[str, Manager] = {}
+        for n in NODES:
+            self.boot(n)
+        self.settle()
+
+    def dir(self, node: str) -> Path:
+        d = self.tmp / node
+        d.mkdir(exist_ok=True)
+        return d
+
+    def boot(self, node: str) -> Manager:
+        m = Manager(self.loaded, self.net.node(node), monitor=False,
+                    extra_env={"HA_RSCTMP": str(self.dir(node))})
+        self.managers[node] = m
+        m.start()
+        return m
+
+    def settle(self, rounds: int = 200) -> None:
+        for _ in range(rounds):
+            self.net.run_until_idle()
+            for m in self.managers.values():
+                assert m.wait_quiet(30)
+            if self.net.pending() == 0:
+                return
+        raise AssertionError("cluster did not settle")
+
+    def crash(self, node: str) -> None:
+        m = self.managers.pop(node)
+        m.running = False
+        self.net.crash(node)
+        m.pool.shutdown(wait=True)
+        self.settle()
+
+    def restart(self, node: str) -> None:
+        self.net.restart(node)
+        self.boot(node)
+        self.settle()
+
+    def table(self, via: str = "") -> dict[str, tuple[str, str | None]]:
+        m = self.managers[via] if via else next(iter(self.managers.values()))
+        return {s["name"]: (s["state"], s["owner"]) for s in m.status()["services"]}
+
+    def fail(self, service: str) -> None:
+        """Break the service's resource on its owner and let the owner notice."""
+        owner = self.table()[service][1]
+        assert owner is not None
+        name = service.split(":")[1]
+        (self.dir(owner) / f"{name}.on").unlink()
+        self.managers[owner].check_now(service)
+        self.settle()
+
+    def running_on(self, name: str) -> list[str]:
+        return [n for n in NODES if (self.dir(n) / f"{name}.on").exists()]
+
+    def close(self) -> None:
+        for m in self.managers.values():
+            m.running = False
+            m.pool.shutdown(wait=True)
+        self.net.close()
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[object]:
+    lsb = write_lsb(tmp_path)
+    made: list[Cluster3] = []
+
+    def build(services: str, votes: dict[str, int] | None = None) -> Cluster3:
+        c = Cluster3(tmp_path, services.replace("LSB", str(lsb)), votes)
+        made.append(c)
+        return c
+
+    build.lsb = lsb  # type: ignore[attr-defined]
+    yield build
+    for c in made:
+        c.close()
+
+
+def svc(name: str, lsb: Path, attrs: str = "") -> str:
+    return f'<service name="{name}" {attrs}>{script(name, lsb)}</service>'
+
+
+DOMAIN = """<failoverdomains>
+  <failoverdomain name="d" ordered="1" restricted="{restricted}" nofailback="{nofailback}">
+    <failoverdomainnode name="node3" priority="1"/>
+    <failoverdomainnode name="node2" priority="2"/>
+  </failoverdomain>
+</failoverdomains>"""
+
+
+def test_all_managers_agree_and_failover_on_node_down(make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = make(svc("web", make.lsb))
+    tables = {n: c.table(n) for n in NODES}
+    assert tables["node1"] == tables["node2"] == tables["node3"]
+    assert c.table()["service:web"] == ("started", "node1")
+    assert c.running_on("web") == ["node1"]
+    c.crash("node1")
+    assert c.table()["service:web"] == ("started", "node2")
+    assert "node2" in c.running_on("web")
+
+
+def test_max_restarts_then_relocate(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(svc("web", make.lsb, 'recovery="restart" max_restarts="2" '
+                 'restart_expire_time="300"'))
+    assert c.table()["service:web"] == ("started", "node1")
+    for expected in (2, 3):
+        c.fail("service:web")
+        assert c.table()["service:web"] == ("started", "node1")
+        assert starts(c.dir("node1"), "web") == expected
+    c.fail("service:web")  # third failure within the window: relocate
+    assert c.table()["service:web"] == ("started", "node2")
+    assert c.running_on("web") == ["node2"]
+    assert (c.dir("node1") / "web.log").read_text().split()[-1] == "stop"
+
+
+def test_relocate_policy_moves_to_next_node(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(svc("web", make.lsb, 'recovery="relocate"'))
+    c.fail("service:web")
+    assert c.table()["service:web"] == ("started", "node2")
+
+
+def test_ordered_domain_failover_and_failback(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(DOMAIN.format(restricted=0, nofailback=0) + svc("web", make.lsb, 'domain="d"'))
+    assert c.table()["service:web"] == ("started", "node3")
+    c.crash("node3")
+    assert c.table()["service:web"] == ("started", "node2")
+    c.restart("node3")  # the preferred node returns: fail back
+    assert c.table()["service:web"] == ("started", "node3")
+    assert c.running_on("web") == ["node3"]
+    assert c.table("node3") == c.table("node1")
+
+
+def test_nofailback_stays_put(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(DOMAIN.format(restricted=0, nofailback=1) + svc("web", make.lsb, 'domain="d"'))
+    c.crash("node3")
+    assert c.table()["service:web"] == ("started", "node2")
+    c.restart("node3")
+    assert c.table()["service:web"] == ("started", "node2")
+
+
+# node1 carries 3 of 5 votes so that it stays quorate alone.
+HEAVY = {"node1": 3, "node2": 1, "node3": 1}
+
+
+def test_restricted_domain_without_members_stays_stopped(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(DOMAIN.format(restricted=1, nofailback=0) + svc("web", make.lsb, 'domain="d"'),
+             HEAVY)
+    c.crash("node3")
+    assert c.table()["service:web"] == ("started", "node2")
+    c.crash("node2")  # no member of the restricted domain left; node1 may not run it
+    assert c.table()["service:web"] == ("stopped", None)
+    assert "node1" not in c.running_on("web")
+    c.restart("node2")
+    assert c.table()["service:web"] == ("started", "node2")
+
+
+def test_unrestricted_domain_uses_outsider_when_members_are_down(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(DOMAIN.format(restricted=0, nofailback=0) + svc("web", make.lsb, 'domain="d"'),
+             HEAVY)
+    c.crash("node3")
+    c.crash("node2")
+    assert c.table()["service:web"] == ("started", "node1")
+
+
+def test_relocate_request_and_exclusive(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(svc("web", make.lsb) + svc("solo", make.lsb, 'exclusive="1"'))
+    t = c.table()
+    # solo (placed first, by name) takes node1; web may not share its node
+    assert t["service:solo"] == ("started", "node1")
+    assert t["service:web"] == ("started", "node2")
+    m = c.managers["node1"]
+    import threading
+    box: list[object] = []
+    th = threading.Thread(target=lambda: box.append(m.request("relocate", "web", "node3")))
+    th.start()
+    while th.is_alive():
+        c.settle()
+        th.join(0.05)
+    assert box[0].code == 0  # type: ignore[attr-defined]
+    assert c.table()["service:web"] == ("started", "node3")
+    assert c.running_on("web") == ["node3"]
+    box.clear()
+    th = threading.Thread(target=lambda: box.append(m.request("relocate", "web", "node1")))
+    th.start()
+    while th.is_alive():
+        c.settle()
+        th.join(0.05)
+    assert box[0].code == -16  # type: ignore[attr-defined]  # node1 runs exclusive solo
+
+
+def test_partition_minority_loses_quorum_and_stops(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(svc("web", make.lsb))
+    assert c.running_on("web") == ["node1"]
+    c.net.partition(["node1"], ["node2", "node3"])
+    c.settle()
+    assert c.table("node2")["service:web"] == ("started", "node2")
+    assert c.managers["node1"].wait_quiet(10)
+    assert "node1" not in c.running_on("web")  # emergency stop on quorum loss
