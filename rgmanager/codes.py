@@ -11,6 +11,7 @@ FAILURE = -1
 EABORT = -2
 ERUN = -3
 ENOSERVICE = -4
+EMIGRATE = -5
 EAGAIN = -6
 EDEPEND = -7
 EINVAL = -8
@@ -44,8 +45,14 @@ _TEXT = {
 
 
 def strerror(code: int) -> str:
+    """rgmanager's ``rg_strerror``: the text clusvcadm prints for a return code."""
     return _TEXT.get(code, "Unknown error")
 
 
+def is_known_code(code: int) -> bool:
+    return code in _TEXT
+
+
 def exit_status(code: int) -> int:
+    """``code % 256``, except "already running", which is success for the caller."""
     return 0 if code == ERUN else code % 256

@@ -40,62 +40,37 @@ REQUEST_READ_TIMEOUT = 30.0
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
-# rgmanager's return codes (include/resgroup.h), as carried in replies.
-SUCCESS = 0
-EFAIL = -1
-EABORT = -2
-ERUN = -3
-ENOSERVICE = -4
-EMIGRATE = -5
-EAGAIN = -6
-EDEPEND = -7
-EINVAL = -8
-EQUORUM = -9
-EUNSUPPORTED = -10
-EFROZEN = -11
-ENODEDEAD = -12
-ENOTRUNNABLE = -15
-ENOTRUNNABLE_EXCL = -16
-EFORWARD_OWNER = -17
-EPERM = -18
+# rgmanager's return codes live in rgmanager.codes (shared with the planner);
+# these names are the ones the CLIs and their tests use.
+from .codes import (  # noqa: E402
+    EABORT,
+    EAGAIN,
+    EDEPEND,
+    EFROZEN,
+    EINVAL,
+    EMIGRATE,  # noqa: E402
+    ENOSERVICE,
+    ENOTRUNNABLE,
+    EPERM,
+    EQUORUM,
+    ERUN,
+    EUNSUPPORTED,
+    SUCCESS,
+    exit_status,
+    is_known_code,
+    strerror,
+)
+from .codes import EEXCL as ENOTRUNNABLE_EXCL  # noqa: E402
+from .codes import ENODE as ENODEDEAD  # noqa: E402
+from .codes import ERELO as EFORWARD_OWNER  # noqa: E402
+from .codes import FAILURE as EFAIL  # noqa: E402
 
-_STRERROR: dict[int, str] = {
-    SUCCESS: "Success",
-    EFAIL: "Failure",
-    EABORT: "Aborted; service failed",
-    ERUN: "Service is already running",
-    ENOSERVICE: "Service does not exist",
-    EAGAIN: "Temporary failure; try again",
-    EDEPEND: "Operation violates dependency rule",
-    EINVAL: "Invalid operation for resource",
-    EQUORUM: "Operation requires quorum",
-    EUNSUPPORTED: "Operation not supported",
-    EFROZEN: "Failure: Service is frozen",
-    ENODEDEAD: "Target node dead / nonexistent",
-    ENOTRUNNABLE: "Service not runnable",
-    ENOTRUNNABLE_EXCL: "Service not runnable: cannot run exclusive",
-    EFORWARD_OWNER: "Failed; service running on original owner",
-    EPERM: "Permissing denied",  # sic: rgmanager's spelling, kept for scripts that grep it
-}
-
-
-def strerror(code: int) -> str:
-    """rgmanager's ``rg_strerror``: the text clusvcadm prints for a return code."""
-    return _STRERROR.get(code, "Unknown error")
-
-
-def is_known_code(code: int) -> bool:
-    """Whether ``code`` is one of rgmanager's return codes (has its own text)."""
-    return code in _STRERROR
-
-
-def exit_status(code: int) -> int:
-    """Process exit status for a reply code: ``code % 256``, except ERUN, which is success.
-
-    rgmanager treats "already running" as a success for the caller (the service
-    *is* running), so scripts that enable services idempotently keep working.
-    """
-    return 0 if code == ERUN else code % 256
+__all__ = [
+    "EABORT", "EAGAIN", "EDEPEND", "EFAIL", "EFORWARD_OWNER", "EFROZEN", "EINVAL", "EMIGRATE",
+    "ENODEDEAD", "ENOSERVICE", "ENOTRUNNABLE", "ENOTRUNNABLE_EXCL", "EPERM", "EQUORUM", "ERUN",
+    "EUNSUPPORTED", "SUCCESS", "ControlServer", "DaemonNotRunning", "ProtocolError",
+    "exit_status", "is_known_code", "request", "socket_path", "strerror",
+]
 
 
 def socket_path() -> str:
