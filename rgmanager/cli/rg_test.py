@@ -4,6 +4,7 @@
     rg_test test CONF [start|stop|status TYPE NAME]
     rg_test noop CONF start|stop|status TYPE NAME
     rg_test delta CONF1 CONF2
+    rg_test simulate CONF [--state FILE] [--event E]... [--explain] [--save-state FILE]
     rg_test schema
 
 Exit codes: 0 fine; 1 the configuration loaded with warnings; 2 it was
@@ -56,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delta", help="what changes between two configurations")
     d.add_argument("conf1")
     d.add_argument("conf2")
+    s = sub.add_parser("simulate", help="what the cluster would do on events (touches nothing)")
+    s.add_argument("conf")
+    s.add_argument("--state", help="starting state (JSON, as written by --save-state); "
+                   "default: all nodes online, autostart services placed")
+    s.add_argument("--event", action="append", default=[], metavar="E",
+                   help="repeatable, applied in order: node-down:N node-up:N fail:RES "
+                   "wait:SECS enable:S[:N|:-F] disable:S relocate:S[:N] restart:S stop:S "
+                   "freeze:S unfreeze:S convalesce:S start-fail:S:N stop-fail:S:N")
+    s.add_argument("--explain", action="store_true",
+                   help="show every candidate node and why it was chosen or not")
+    s.add_argument("--save-state", metavar="FILE", help="write the final state here")
     return p
 
 
@@ -220,6 +232,43 @@ def cmd_delta(args: argparse.Namespace, rules: RuleSet) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace, rules: RuleSet) -> int:
+    """A dry run through the same planner the daemon uses (see rgmanager.simulate)."""
+    import json
+
+    from .. import simulate as sim
+    from ..planner import PlanModel
+
+    loaded = _load(args.conf, rules, args.json)
+    if isinstance(loaded, int):
+        return loaded
+    model = PlanModel.build(loaded.config, loaded.forest)
+    quorum = sim.Quorum.from_config(loaded.config)
+    try:
+        if args.state:
+            with open(args.state, encoding="utf-8") as f:
+                table, members, clock = sim.state_from_json(json.load(f))
+        else:
+            table, members = sim.initial(model, [n.name for n in loaded.config.nodes],
+                                         quorum=quorum)
+            clock = None
+        result = sim.simulate(model, table, members, args.event, args.explain, quorum=quorum,
+                              clock=max(clock or 0.0, sim.START_TIME))
+        if args.save_state:
+            with open(args.save_state, "w", encoding="utf-8") as f:
+                json.dump(sim.state_to_json(result.table, result.membership, result.clock),
+                          f, indent=2)
+                f.write("\n")
+    except (OSError, ValueError) as err:
+        print(f"rg_test simulate: {err}", file=sys.stderr)
+        return EXIT_ERRORS
+    if args.json:
+        dump_json(sim.render_json(result))
+    else:
+        sys.stdout.write(sim.render_text(result))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     extra_dirs, rest = _split_agentdir(list(sys.argv[1:] if argv is None else argv))
     args = _parser().parse_args(rest)
@@ -240,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_noop(args, rules)
     if args.cmd == "test":
         return cmd_test(args, rules)
+    if args.cmd == "simulate":
+        return cmd_simulate(args, rules)
     return cmd_delta(args, rules)
 
 
