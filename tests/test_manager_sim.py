@@ -216,7 +216,8 @@ def test_relocate_request_and_exclusive(make) -> None:  # type: ignore[no-untype
     while th.is_alive():
         c.settle()
         th.join(0.05)
-    assert box[0].code == -16  # type: ignore[attr-defined]  # node1 runs exclusive solo
+    # node1 runs the exclusive service: refused with EDEPEND (SPEC §5)
+    assert box[0].code == -7  # type: ignore[attr-defined]
 
 
 def test_partition_minority_loses_quorum_and_stops(make) -> None:  # type: ignore[no-untyped-def]

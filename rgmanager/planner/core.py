@@ -33,6 +33,7 @@ from .model import PlanModel, ServiceSpec
 from .placement import GOOD, ILLEGAL, Candidate, best, candidates, score
 
 TRANSITIONAL = (State.STARTING, State.STOPPING)
+MAX_HISTORY = 100  # restart times kept when no max_restarts bounds them
 
 
 @dataclass
@@ -133,13 +134,22 @@ class _Planner:
         if not self.quorate:
             self.note("no quorum: no service is placed or recovered")
             return
+        self.recover_orphans()
         for ss in list(self.table):
-            if ss.owner not in ev.left or ss.state not in (State.STARTING, State.STARTED,
-                                                           State.STOPPING):
+            if ss.state == State.STARTED and not ss.frozen and ev.joined and not ss.request:
+                self.failback(ss, ev.joined)
+        self.evaluate(list(self.table))
+
+    def recover_orphans(self) -> None:
+        """Take over every service whose owner is no longer a member, whenever
+        the cluster is quorate (also owners lost while quorum was gone)."""
+        for ss in list(self.table):
+            if ss.owner is None or ss.owner in self.online or ss.state not in (
+                    State.STARTING, State.STARTED, State.STOPPING):
                 continue
             if ss.frozen:
                 self.note(f"{ss.name}: owner {ss.owner} is down but the service is frozen; "
-                          "left as it is")
+                          "left as it is until unfrozen")
                 continue
             dead = ss.owner
             if ss.state == State.STOPPING and ss.after_stop == "disabled":
@@ -150,6 +160,10 @@ class _Planner:
                           tried=())
             self.put(ss)
             spec = self.spec(ss.name)
+            if not self.depend_met(spec):
+                self.note(f"{ss.name}: owner {dead} is down; waits for {spec.depend} before "
+                          "it is taken over")
+                continue
             chosen = None
             if target and target in self.online:
                 chosen = next((c for c in candidates(self.model, spec, self.table, self.online)
@@ -160,10 +174,6 @@ class _Planner:
                           f"({self.why_nowhere(spec)}); marked stopped")
                 continue
             self.start(ss, chosen.node, f"taking over from down member {dead}", recover=True)
-        for ss in list(self.table):
-            if ss.state == State.STARTED and not ss.frozen and ev.joined and not ss.request:
-                self.failback(ss, ev.joined)
-        self.evaluate(list(self.table))
 
     def why_nowhere(self, spec: ServiceSpec) -> str:
         d = spec.domain
@@ -172,6 +182,8 @@ class _Planner:
         return "no eligible node"
 
     def failback(self, ss: ServiceState, joined: tuple[str, ...]) -> None:
+        if ss.owner not in self.online:
+            return
         spec = self.spec(ss.name)
         own, _ = score(spec, ss.owner or "", self.online, ss)
         for node in sorted(joined, key=self.model.nodeid):
@@ -303,7 +315,9 @@ class _Planner:
         if ss.state != State.STARTED or ss.owner != ev.node or ss.frozen or ss.request:
             return
         spec = self.spec(ss.name)
-        what = f"{ev.service}: {self.part_name(spec, ev.part)} status rc={ev.rc}" + (
+        part_name = self.part_name(spec, ev.part)
+        what = f"{ev.service}: " + (f"{part_name} " if part_name != ev.service else "") + \
+            f"status rc={ev.rc}" + (
             f" ({ev.detail})" if ev.detail else "")
         top = self.outermost_independent(spec, ev.part)
         if top is not None:
@@ -360,21 +374,22 @@ class _Planner:
             self.stop(ss, "relocate", "recovery policy relocate", tried=(node,))
             return
         times = _window(ss.restarts, self.now, spec.restart_expire_time)
-        window = f"{spec.restart_expire_time}s" if spec.restart_expire_time else "ever"
+        window = f"{spec.restart_expire_time}s" if spec.restart_expire_time else \
+            "no expiry window"
         if spec.max_restarts > 0 and len(times) >= spec.max_restarts:
             ss = replace(ss, restarts=())
             if "disable" in policy:
                 self.note(f"{what}; recovery={policy}, {len(times)}/{spec.max_restarts} "
-                          f"restarts in {window} -> threshold exceeded, disabling")
+                          f"restarts ({window}) -> threshold exceeded, disabling")
                 self.stop(ss, "disabled", "restart threshold exceeded")
             else:
                 self.note(f"{what}; recovery={policy}, {len(times)}/{spec.max_restarts} "
-                          f"restarts in {window} -> threshold exceeded, relocating")
+                          f"restarts ({window}) -> threshold exceeded, relocating")
                 self.stop(ss, "relocate", "restart threshold exceeded", tried=(node,))
             return
-        times = times + (self.now,)
+        times = (times + (self.now,))[-MAX_HISTORY:]
         ss = replace(ss, restarts=times)
-        limit = f"{len(times)}/{spec.max_restarts} in {window}" if spec.max_restarts \
+        limit = f"{len(times)}/{spec.max_restarts} ({window})" if spec.max_restarts \
             else f"{len(times)}, no limit"
         self.note(f"{what}; recovery={policy}, restart {limit} -> restarting on {node}")
         self.stop(ss, "restart", "recovery policy restart")
@@ -416,7 +431,10 @@ class _Planner:
                                 State.UNINITIALIZED):
                 return answer(codes.EAGAIN)
             self.put(replace(ss, frozen=ev.op == "freeze"))
-            return answer(codes.SUCCESS, ss.owner)
+            answer(codes.SUCCESS, ss.owner)
+            if ev.op == "unfreeze":
+                self.recover_orphans()
+            return None
         if ss.frozen:
             return answer(codes.EFROZEN)
         if ss.state in TRANSITIONAL or ss.state == State.RECOVERING or ss.request:
@@ -440,7 +458,8 @@ class _Planner:
             if ev.node is not None or not ev.follow_domain:
                 node = ev.node or ev.origin
                 cands = candidates(self.model, spec, self.table, self.online)
-                self.plan.explain[spec.name] = [c.line(c.node == node) for c in cands]
+                self.plan.explain[spec.name] = [c.line(c.node == node and c.eligible)
+                                                for c in cands]
                 cand = next((c for c in cands if c.node == node), None)
                 if cand is None or cand.score == ILLEGAL or (ev.node is None and
                                                              cand.score < GOOD):
@@ -484,16 +503,23 @@ class _Planner:
             if ev.node == owner:
                 return answer(codes.ERUN, owner)
             cands = candidates(self.model, spec, self.table, self.online, (owner,))
-            if ev.node is not None:
-                cand = next((c for c in cands if c.node == ev.node), None)
-                self.plan.explain[spec.name] = [c.line(c.node == ev.node) for c in cands]
-                if cand is None or not cand.eligible:
-                    return answer(codes.EEXCL if cand and cand.score else codes.FAILURE)
-                target = ev.node
+            cand = next((c for c in cands if c.node == ev.node), None) if ev.node else None
+            if cand is not None and cand.eligible:
+                self.plan.explain[spec.name] = [c.line(c is cand) for c in cands]
+                target = cand.node
+            elif cand is not None and cand.score > ILLEGAL and cand.node != owner:
+                # SPEC §5: an exclusivity conflict on the requested node is refused.
+                self.plan.explain[spec.name] = [c.line(False) for c in cands]
+                return answer(codes.EDEPEND)
             else:
+                # SPEC §5: the requested node first, then the best other node.
                 chosen = self.choose(spec, (owner,))
                 if chosen is None:
-                    return answer(codes.ERELO, owner)
+                    code = codes.EEXCL if cand is not None and cand.score else codes.ERELO
+                    return answer(code, owner)
+                if cand is not None:
+                    self.note(f"{ss.name}: {cand.node} cannot run it ({cand.reason}); "
+                              f"trying {chosen.node} instead")
                 target = chosen.node
             self.note(f"{ss.name}: relocate requested on {ev.origin} -> moving from {owner} "
                       f"to {target}")
