@@ -35,13 +35,13 @@ from .ocf import (
     OCF_ERR_INSTALLED,
     OCF_NOT_RUNNING,
     OCF_SUCCESS,
-    Action,
     AgentError,
     AgentSpec,
     Child,
     Param,
     Params,
     run,
+    standard_actions,
 )
 
 log = logging.getLogger("rgmanager.agent.ip")
@@ -78,17 +78,8 @@ SPEC = AgentSpec(
               "boolean", default="0",
               longdesc="Accepted for compatibility; no router discovery is managed."),
     ),
-    actions=(
-        Action("start", 20),
-        Action("stop", 20),
-        Action("recover", 20),
-        Action("status", 10, 10, 0),
-        Action("monitor", 10, 10, 0),
-        Action("status", 20, 20, 10),
-        Action("monitor", 20, 20, 10),
-        Action("meta-data", 20),
-        Action("validate-all", 20),
-    ),
+    actions=standard_actions(start_timeout=20, stop_timeout=20, recover_timeout=20,
+                             depths=((0, 10, 10), (10, 20, 20))),
     children=(Child("nfsclient", forbid=True), Child("nfsexport", forbid=True)),
     maxinstances=1,
 )

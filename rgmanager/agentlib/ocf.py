@@ -319,11 +319,21 @@ def params_instance(environ: Mapping[str, str], spec: AgentSpec) -> str:
 
 def standard_actions(status_interval: int = 60, status_timeout: int = 10,
                      start_timeout: int = 60, stop_timeout: int = 60,
-                     depths: Sequence[tuple[int, int]] = ((0, 60),)) -> list[Action]:
-    """start/stop/status/monitor/meta-data/validate-all with per-depth status."""
+                     depths: Sequence[tuple[int, ...]] | None = None,
+                     recover_timeout: int | None = None) -> list[Action]:
+    """start/stop[/recover]/status/monitor/meta-data/validate-all.
+
+    ``depths`` lists ``(depth, interval[, timeout])`` status levels; without it
+    one depth-0 check every ``status_interval`` seconds. Each status level is
+    declared twice, as rgmanager's ``status`` and Pacemaker's ``monitor``.
+    """
     actions = [Action("start", start_timeout), Action("stop", stop_timeout)]
-    for depth, interval in depths:
-        actions.append(Action("status", status_timeout, interval, depth))
-        actions.append(Action("monitor", status_timeout, interval, depth))
+    if recover_timeout is not None:
+        actions.append(Action("recover", recover_timeout))
+    for level in depths if depths is not None else ((0, status_interval),):
+        depth, interval = level[0], level[1]
+        timeout = level[2] if len(level) > 2 else status_timeout
+        actions.append(Action("status", timeout, interval, depth))
+        actions.append(Action("monitor", timeout, interval, depth))
     actions += [Action("meta-data", 5), Action("validate-all", 5)]
     return actions

@@ -26,12 +26,12 @@ from .ocf import (
     OCF_ERR_INSTALLED,
     OCF_NOT_RUNNING,
     OCF_SUCCESS,
-    Action,
     AgentError,
     AgentSpec,
     Param,
     Params,
     run,
+    standard_actions,
 )
 
 log = logging.getLogger("rgmanager.agent.script")
@@ -53,14 +53,8 @@ SPEC = AgentSpec(
     ),
     # Start/stop timeout 0 (none), as rgmanager's script.sh: an init script may
     # legitimately take long, and killing it halfway leaves an unknown state.
-    actions=(
-        Action("start", 0),
-        Action("stop", 0),
-        Action("status", 30, 30, 0),
-        Action("monitor", 30, 30, 0),
-        Action("meta-data", 5),
-        Action("validate-all", 5),
-    ),
+    actions=standard_actions(status_interval=30, status_timeout=30, start_timeout=0,
+                             stop_timeout=0),
 )
 
 
