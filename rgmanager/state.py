@@ -52,6 +52,7 @@ class ServiceState:
     after_stop: str = "stopped"  # one of AFTER_STOP, meaningful while stopping
     target: str | None = None  # where to start after the stop (relocate)
     tried: tuple[str, ...] = ()  # nodes that failed this service during one recovery
+    relocating_from: str | None = None  # owner a relocation started from (fallback)
     request: str | None = None  # id of the user request waiting for this service
     request_origin: str | None = None
 

@@ -106,7 +106,8 @@ class _Planner:
              tried: tuple[str, ...] | None = None) -> ServiceState:
         node = ss.owner or ""
         ss = ss.moved(State.STOPPING, self.now, after_stop=after, target=target,
-                      tried=ss.tried if tried is None else tried)
+                      tried=ss.tried if tried is None else tried,
+                      relocating_from=node if after == "relocate" else ss.relocating_from)
         self.put(ss)
         self.act(Stop(ss.name, node, why))
         return ss
@@ -248,7 +249,7 @@ class _Planner:
             return
         if ev.ok:
             clean = not ss.tried and not ss.restarts and not ss.request
-            ss = ss.moved(State.STARTED, self.now, tried=())
+            ss = ss.moved(State.STARTED, self.now, tried=(), relocating_from=None)
             ss = self.reply(ss, codes.SUCCESS, ev.node)
             self.put(ss)
             self.note(f"{ss.name}: started on {ev.node}")
@@ -302,8 +303,18 @@ class _Planner:
         else:  # recover after a failed start
             ss = ss.moved(State.RECOVERING, self.now)
             chosen = self.choose(spec, ss.tried)
+            origin = ss.relocating_from
+            if chosen is None and origin in self.online:
+                # rgmanager's "#70: Failed to relocate S; restarting locally".
+                self.note(f"{ss.name}: failed to relocate (no target could start it); "
+                          f"restarting on the original owner {origin}")
+                ss = self.reply(ss, codes.ERELO, origin)
+                self.start(replace(ss, relocating_from=None), origin or "",
+                           "relocation failed, back on the original owner", recover=True)
+                return
             if chosen is None:
-                ss = self.reply(ss.moved(State.STOPPED, self.now, tried=()), codes.FAILURE)
+                ss = self.reply(ss.moved(State.STOPPED, self.now, tried=(),
+                                         relocating_from=None), codes.FAILURE)
                 self.put(ss)
                 self.note(f"{ss.name}: no node left to try; left stopped")
                 return
