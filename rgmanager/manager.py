@@ -167,7 +167,7 @@ class Manager:
         if previous.quorate and not mc.membership.quorate:
             log.warning("Quorum Dissolved: stopping local services; the table is stale "
                         "until a quorate member sends it again")
-            self.pool.submit(self.stop_all_local, "quorum lost")
+            self._submit(self.stop_all_local, "quorum lost")
             self._wait_for_table("quorum lost", [])
             return
         self._apply(NodesChanged(self.last_time, mc.joined, mc.left))
@@ -245,9 +245,24 @@ class Manager:
             return
         if action.node != self.node:
             return
+        self._submit(self._run_action, action)
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` on the worker pool, counted as in flight for wait_quiet."""
         with self.busy_cv:
             self.busy += 1
-        self.pool.submit(self._run_action, action)
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("background operation %s failed", getattr(fn, "__name__", fn))
+            finally:
+                with self.busy_cv:
+                    self.busy -= 1
+                    self.busy_cv.notify_all()
+
+        self.pool.submit(run)
 
     def _service_lock(self, name: str) -> threading.Lock:
         with self.lock:
@@ -261,10 +276,6 @@ class Manager:
                 self.cluster.broadcast(to_payload(event))
         except Exception:
             log.exception("action %r failed", action)
-        finally:
-            with self.busy_cv:
-                self.busy -= 1
-                self.busy_cv.notify_all()
 
     def _execute(self, action: Start | Stop | RestartParts | StopParts | StartParts
                  ) -> Event | None:

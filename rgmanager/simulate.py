@@ -368,6 +368,8 @@ def simulate(model: PlanModel, table: Table, membership: Membership,
     """
     parsed = [parse_event(e) if isinstance(e, str) else e for e in events]
     check_events(model, parsed)
+    if not table.members:  # a given table was in step with the given membership
+        table = table.with_members(membership.members)
     r = _Runner(model, table, membership, quorum or Quorum.one_vote_each(model), clock,
                 explain, max_steps)
     start_table = r.table

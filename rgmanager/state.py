@@ -114,10 +114,16 @@ class ServiceState:
 
 @dataclass(frozen=True)
 class Table:
-    """Service name (``service:web``) -> state; immutable."""
+    """Service name (``service:web``) -> state; immutable.
+
+    ``members`` is the membership the table last saw; every node derives who
+    joined and who left from it, so all nodes agree even after a partition
+    merge, where each side's own view of "joined" differs.
+    """
 
     services: Mapping[str, ServiceState] = field(
         default_factory=lambda: MappingProxyType({}))
+    members: tuple[str, ...] = ()
 
     def get(self, name: str) -> ServiceState:
         return self.services.get(name) or ServiceState(name)
@@ -132,18 +138,27 @@ class Table:
         d = dict(self.services)
         for s in states:
             d[s.name] = s
-        return Table(MappingProxyType(d))
+        return Table(MappingProxyType(d), self.members)
 
     def only(self, names: Iterable[str]) -> Table:
         """Keep the given services (adding uninitialized ones), drop the rest."""
-        return Table(MappingProxyType({n: self.get(n) for n in names}))
+        return Table(MappingProxyType({n: self.get(n) for n in names}), self.members)
+
+    def with_members(self, members: Iterable[str]) -> Table:
+        return Table(self.services, tuple(members))
 
     def owned_by(self, node: str) -> list[ServiceState]:
         return [s for s in self if s.owner == node]
 
     def to_json(self) -> dict[str, Any]:
-        return {name: s.to_json() for name, s in sorted(self.services.items())}
+        return {"services": {name: s.to_json() for name, s in sorted(self.services.items())},
+                "members": list(self.members)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Table:
-        return cls(MappingProxyType({k: ServiceState.from_json(v) for k, v in data.items()}))
+        """Also reads the older flat form ``{name: state}`` (no members)."""
+        nested = data.get("services")
+        services: Mapping[str, Any] = nested if isinstance(nested, Mapping) else data
+        members = tuple(data.get("members", ())) if isinstance(nested, Mapping) else ()
+        return cls(MappingProxyType({k: ServiceState.from_json(v)
+                                     for k, v in services.items()}), members)

@@ -228,3 +228,17 @@ def test_partition_minority_loses_quorum_and_stops(make) -> None:  # type: ignor
     assert c.table("node2")["service:web"] == ("started", "node2")
     assert c.managers["node1"].wait_quiet(10)
     assert "node1" not in c.running_on("web")  # emergency stop on quorum loss
+
+
+def test_partition_heal_converges(make) -> None:  # type: ignore[no-untyped-def]
+    c = make(svc("web", make.lsb) + svc("db", make.lsb))
+    c.net.partition(["node1"], ["node2", "node3"])
+    c.settle()
+    assert c.managers["node1"].wait_quiet(10)
+    c.net.heal()
+    c.settle()
+    tables = [c.table(n) for n in NODES]
+    assert tables[0] == tables[1] == tables[2]
+    for name in ("web", "db"):
+        assert tables[0][f"service:{name}"][0] == "started"
+        assert c.running_on(name) == [tables[0][f"service:{name}"][1]]

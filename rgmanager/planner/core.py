@@ -61,6 +61,7 @@ class _Planner:
                  ) -> None:
         self.model = model
         self.table = table.only(model.services)
+        self.members = tuple(membership.members)
         self.online = list(membership.members) if membership.quorate else []
         self.quorate = membership.quorate
         self.now = now
@@ -130,22 +131,31 @@ class _Planner:
         self.plan.table = self.table
 
     def nodes_changed(self, ev: NodesChanged) -> None:
-        for node in ev.left:
+        # Who joined and left is judged against the table, not the event, so
+        # that every node (whatever its own previous view) plans the same.
+        before = self.table.members
+        joined = tuple(n for n in self.members if n not in before)
+        left = tuple(n for n in before if n not in self.members)
+        self.table = self.table.with_members(self.members)
+        for node in left:
             self.note(f"node {node} left the cluster")
         if not self.quorate:
             self.note("no quorum: no service is placed or recovered")
             return
-        self.recover_orphans()
+        self.recover_orphans(rejoined=joined)
         for ss in list(self.table):
-            if ss.state == State.STARTED and not ss.frozen and ev.joined and not ss.request:
-                self.failback(ss, ev.joined)
+            if ss.state == State.STARTED and not ss.frozen and joined and not ss.request:
+                self.failback(ss, joined)
         self.evaluate(list(self.table))
 
-    def recover_orphans(self) -> None:
+    def recover_orphans(self, rejoined: tuple[str, ...] = ()) -> None:
         """Take over every service whose owner is no longer a member, whenever
-        the cluster is quorate (also owners lost while quorum was gone)."""
+        the cluster is quorate (also owners lost while quorum was gone), and
+        those of an owner that left and came back: it has restarted (or
+        emergency-stopped on quorum loss), so it runs none of them."""
         for ss in list(self.table):
-            if ss.owner is None or ss.owner in self.online or ss.state not in (
+            gone = ss.owner not in self.online or ss.owner in rejoined
+            if ss.owner is None or not gone or ss.state not in (
                     State.STARTING, State.STARTED, State.STOPPING):
                 continue
             if ss.frozen:
@@ -174,7 +184,9 @@ class _Planner:
                 self.note(f"{ss.name}: owner {dead} is down and no node can take it over "
                           f"({self.why_nowhere(spec)}); marked stopped")
                 continue
-            self.start(ss, chosen.node, f"taking over from down member {dead}", recover=True)
+            why = f"owner {dead} left and rejoined, so it runs nothing" if dead in rejoined \
+                else f"taking over from down member {dead}"
+            self.start(ss, chosen.node, why, recover=True)
 
     def why_nowhere(self, spec: ServiceSpec) -> str:
         d = spec.domain
