@@ -162,3 +162,42 @@ def test_demo_config_starts_demo_service(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_logging_section_is_applied(tmp_path: Path) -> None:
+    import logging
+
+    from rgmanager.agents.discovery import RuleSet
+    from rgmanager.config.parser import load_config
+    from rgmanager.daemon import configure_logging
+
+    logfile = tmp_path / "log" / "rgmanager.log"
+    conf = tmp_path / "c.conf"
+    conf.write_text(f'''<?xml version="1.0"?>
+<cluster name="t" config_version="1">
+  <logging to_logfile="yes" logfile="{logfile}">
+    <logging_daemon name="rgmanager" debug="on"/>
+  </logging>
+  <clusternodes><clusternode name="node1" nodeid="1"/></clusternodes>
+  <fencedevices><fencedevice name="pdu" agent="fence_apc" passwd="s3cret"/></fencedevices>
+</cluster>''')
+    config, _ = load_config(conf, RuleSet())
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        configure_logging(config, to_stderr=False)
+        assert root.level == logging.DEBUG
+        logging.getLogger("rgmanager.test").debug("debug line reaches the file")
+        logging.getLogger("rgmanager.test").info("fence device: %r",
+                                                 config.fencedevice("pdu"))
+        for h in root.handlers:
+            h.flush()
+        text = logfile.read_text()
+        assert "debug line reaches the file" in text
+        assert "s3cret" not in text and "********" in text  # secrets never logged
+    finally:
+        for h in list(root.handlers):
+            if getattr(h, "_rgmanager", False):
+                root.removeHandler(h)
+                h.close()
+        root.setLevel(saved[0])
