@@ -105,7 +105,8 @@ class Manager:
             with self.lock:
                 mine = [s for s in self.table if s.owner == self.node and s.state in (
                     State.STARTED, State.STARTING, State.STOPPING) and not s.frozen]
-            for ss in mine:
+                mine.sort(key=lambda s: -self._depend_depth(s.name))
+            for ss in mine:  # dependants before what they depend on
                 top = self.forest.service(ss.name)
                 if top is not None:
                     with self._service_lock(ss.name):
@@ -113,6 +114,16 @@ class Manager:
                         self.ops.stop(top)
         self.cluster.stop()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _depend_depth(self, name: str) -> int:
+        """How many services ``name`` depends on, transitively (cycle-safe)."""
+        depth, seen = 0, {name}
+        spec = self.model.services.get(name)
+        while spec is not None and spec.depend and spec.depend not in seen:
+            seen.add(spec.depend)
+            depth += 1
+            spec = self.model.services.get(spec.depend)
+        return depth
 
     def stop_all_local(self, reason: str) -> None:
         """Stop every configured service here without touching the table

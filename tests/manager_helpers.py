@@ -13,6 +13,7 @@ from pathlib import Path
 
 LSB = """#!/bin/sh
 d="$HA_RSCTMP"; n="$OCF_RESKEY_name"
+[ "$1" = status ] || echo "$1 $n" >> "$d/order.log"
 case "$1" in
 start) echo start >> "$d/$n.log"; [ -e "$d/$n.failstart" ] && exit 1; touch "$d/$n.on" ;;
 stop) echo stop >> "$d/$n.log"; [ -e "$d/$n.failstop" ] && exit 1; rm -f "$d/$n.on" ;;

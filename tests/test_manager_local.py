@@ -198,3 +198,22 @@ def test_exclusive_and_depend(manager: MakeManager, lsb: Path, state_dir: Path) 
     (state_dir / "db.on").unlink()  # dependency restarts: dependant stops and comes back
     assert wait_for(lambda: starts(state_dir, "app") == 2 and started(m, "service:web"))
     assert (state_dir / "app.log").read_text().split() == ["start", "stop", "start"]
+
+
+def test_shutdown_stops_dependants_first(tmp_path: Path, lsb: Path, state_dir: Path) -> None:
+    conf = tmp_path / "cluster.conf"
+    # "a-web" sorts before "db" by name, yet must stop first only because it
+    # depends on db; "z-top" depends on a-web and stops before both.
+    conf.write_text(cluster_conf(
+        f'<service name="db">{script("db", lsb)}</service>'
+        f'<service name="a-web" depend="db">{script("web", lsb)}</service>'
+        f'<service name="z-top" depend="a-web">{script("top", lsb)}</service>'))
+    m = Manager(load(conf, RULES), LocalCluster("node1"),
+                extra_env={"HA_RSCTMP": str(state_dir)})
+    m.start()
+    assert wait_for(lambda: all(s["state"] == "started" for s in m.status()["services"])
+                    and m.wait_quiet(5))
+    m.shutdown(stop_services=True)
+    stops = [line.split()[1] for line in (state_dir / "order.log").read_text().splitlines()
+             if line.startswith("stop")]
+    assert stops == ["top", "web", "db"]
