@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lxml import etree
+
 from . import codes
 from .agents.discovery import RuleSet, default_agent_dirs, load_rules
 from .cluster.base import Cluster
@@ -145,6 +147,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.wake = threading.Event()
+        self._seen_stamp: tuple[int, int] | None = None
 
     def _load(self) -> Loaded:
         try:
@@ -199,11 +202,16 @@ class Daemon:
         return {"code": codes.SUCCESS, "text": "Success", "changes": done}
 
     def _config_version_on_disk(self) -> int | None:
+        """Parse the file only when it changed: the poll runs every few seconds."""
         try:
-            from lxml import etree
+            st = os.stat(self.opts.conf)
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp == self._seen_stamp:
+                return None
+            self._seen_stamp = stamp
             root = etree.parse(self.opts.conf).getroot()
             return int(root.get("config_version", "0"))
-        except Exception:
+        except (OSError, ValueError, etree.XMLSyntaxError):
             return None
 
     # -- life ---------------------------------------------------------------------------

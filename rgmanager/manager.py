@@ -43,7 +43,7 @@ from .planner import (
     plan,
     to_payload,
 )
-from .state import State, Table
+from .state import State, Table, service_name
 from .tree.delta import diff
 from .tree.model import Forest, Node
 from .tree.order import start_order, stop_order
@@ -374,8 +374,7 @@ class Manager:
     # -- requests ------------------------------------------------------------------
     def request(self, op: str, service: str, node: str | None = None,
                 follow_domain: bool = False, timeout: float = 300.0) -> Reply:
-        if not service.startswith("service:") and ":" not in service:
-            service = "service:" + service
+        service = service_name(service)
         rid = f"{self.node}-{uuid.uuid4().hex[:12]}"
         ev = threading.Event()
         box: list[Reply] = []

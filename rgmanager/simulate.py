@@ -44,7 +44,7 @@ from .planner import (
     describe,
     plan,
 )
-from .state import ServiceState, Table
+from .state import ServiceState, Table, service_name
 
 #: The simulated clock of a fresh run (well after the initial placement at 0).
 START_TIME = 1000.0
@@ -81,7 +81,7 @@ class SimEvent:
 def _service(name: str, text: str) -> str:
     if not name:
         raise ValueError(f"bad event {text!r}: a service name is required")
-    return name if name.startswith("service:") else f"service:{name}"
+    return service_name(name)
 
 
 def parse_event(text: str) -> SimEvent:
@@ -136,7 +136,7 @@ def resolve_resource(model: PlanModel, name: str) -> tuple[str, str]:
     (``service:web/ip:10.0.0.1``) or a resource name (``ip:10.0.0.1``) used in
     exactly one place.
     """
-    svc = name if name.startswith("service:") else f"service:{name}"
+    svc = service_name(name)
     if svc in model.services:
         return svc, ""
     for sname, spec in model.services.items():

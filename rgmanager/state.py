@@ -15,6 +15,12 @@ from types import MappingProxyType
 from typing import Any
 
 
+def service_name(name: str) -> str:
+    """Table keys are ``type:name``; a bare name means a service, as in
+    rgmanager's tools (``web`` is ``service:web``)."""
+    return name if ":" in name else f"service:{name}"
+
+
 class State(StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__, control
+from ..state import service_name
 
 PROG = "clusvcadm"
 
@@ -98,11 +99,6 @@ class Options:
     version: bool = False
     help: bool = False
     timeout: float = 300.0
-
-
-def service_name(name: str) -> str:
-    """Bare names mean services, as in rgmanager: ``web`` is ``service:web``."""
-    return name if ":" in name else f"service:{name}"
 
 
 def parse_args(argv: Sequence[str]) -> Options:

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from ..agents.rules import expand_time
 from ..config.model import ClusterConfig, FailoverDomain
 from ..config.parser import parse_bool
+from ..state import service_name
 from ..tree.model import Forest, Node
 
 
@@ -68,8 +69,8 @@ def _service_spec(config: ClusterConfig, top: Node) -> ServiceSpec:
     attr = top.attr
     domain = config.rm.domain(attr("domain") or "") if attr("domain") else None
     depend = attr("depend")
-    if depend and not depend.startswith("service:"):
-        depend = "service:" + depend
+    if depend:
+        depend = service_name(depend)
     parts = {}
     for n in top.walk():
         if n is top:

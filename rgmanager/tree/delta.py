@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .model import Forest, Node, Resource
+from .order import start_order, stop_order
 
 
 @dataclass
@@ -74,8 +75,8 @@ def _compare(old: Node, new: Node, sd: ServiceDelta) -> None:
     reconfig_only = bool(changed) and all(
         (p := new.rule.param(k)) is not None and p.reconfig for k in changed)
     if old.type != new.type or (changed and not reconfig_only) or _flags(old) != _flags(new):
-        sd.stop.extend(n.name for n in _stop_names(old))
-        sd.start.extend(n.name for n in _start_names(new))
+        sd.stop.extend(n.name for n in stop_order(old))
+        sd.start.extend(n.name for n in start_order(new))
         return
     if reconfig_only:
         sd.reconfig.append(new.name)
@@ -83,22 +84,12 @@ def _compare(old: Node, new: Node, sd: ServiceDelta) -> None:
     new_children = {c.name: c for c in new.children}
     for name, c in old_children.items():
         if name not in new_children:
-            sd.stop.extend(n.name for n in _stop_names(c))
+            sd.stop.extend(n.name for n in stop_order(c))
     for name, c in new_children.items():
         if name not in old_children:
-            sd.start.extend(n.name for n in _start_names(c))
+            sd.start.extend(n.name for n in start_order(c))
         else:
             _compare(old_children[name], c, sd)
-
-
-def _start_names(n: Node) -> list[Node]:
-    from .order import start_order
-    return start_order(n)
-
-
-def _stop_names(n: Node) -> list[Node]:
-    from .order import stop_order
-    return stop_order(n)
 
 
 def diff(old: Forest, new: Forest) -> Delta:

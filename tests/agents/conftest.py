@@ -88,6 +88,18 @@ def ocf_tester(agent: str, params: dict[str, str], rsctmp: Path,
 
 
 @pytest.fixture
+def lab(tmp_path: Path) -> Iterator[object]:
+    """Loop images, loop devices and mount points (an FsLab), all cleaned up afterwards."""
+    from ._helpers_fs import FsLab  # it imports this module
+
+    lab = FsLab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.cleanup()
+
+
+@pytest.fixture
 def netns(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh network namespace with lo up; removed afterwards."""
     if os.geteuid() != 0:

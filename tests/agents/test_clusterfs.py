@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from ._helpers_fs import FsLab, metadata, mounted_on, wait_dead
 from .conftest import RunAgent, needs_root, ocf_tester
 
 pytestmark = needs_root
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[FsLab]:
-    lab = FsLab(tmp_path)
-    try:
-        yield lab
-    finally:
-        lab.cleanup()
 
 
 def cfs_params(device: str | Path, mp: Path, **extra: str) -> dict[str, str]:
