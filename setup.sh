@@ -6,7 +6,8 @@ cd "$(dirname "$0")"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     need=""
-    for p in iproute2 e2fsprogs xfsprogs lvm2 psmisc resource-agents nfs-kernel-server util-linux; do
+    for p in iproute2 e2fsprogs xfsprogs lvm2 psmisc resource-agents nfs-kernel-server util-linux \
+             corosync; do
         dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
     done
     if [ -n "$need" ]; then
