@@ -1,46 +1,73 @@
 """rgmanager's reply codes, shared by the planner, the daemon and the CLIs.
 
-Tools exit with ``code % 256`` (ERUN exits 0), so scripts written against
-rgmanager's clusvcadm keep working.
+The numbers, names and texts are those of rgmanager's ``include/resgroup.h``
+(``RG_E*``) and ``rg_strings.c`` (``rg_strerror``), so a reply code means the
+same thing here as in rgmanager's logs, scripts and documentation. Tools exit
+with ``code % 256`` (ERUN exits 0), so scripts written against rgmanager's
+clusvcadm keep working.
 """
 
 from __future__ import annotations
 
-SUCCESS = 0
-FAILURE = -1
-EABORT = -2
-ERUN = -3
-ENOSERVICE = -4
-EMIGRATE = -5
-EAGAIN = -6
-EDEPEND = -7
-EINVAL = -8
-EQUORUM = -9
-EUNSUPPORTED = -10
-EFROZEN = -11
-ENODE = -12
-ENOTRUNNABLE = -15
-EEXCL = -16
-ERELO = -17
-EPERM = -18
+ESUCCESS = 0
+EFAIL = -1  #: generic failure
+EABORT = -2  #: aborted; service unrecoverable
+EFORWARD = -3  #: service not mastered locally
+ENOSERVICE = -4  #: service does not exist
+EDEADLCK = -5  #: aborted: would deadlock
+EAGAIN = -6  #: temporary failure; try again
+EDEPEND = -7  #: operation violates a dependency rule
+EINVAL = -8  #: invalid operation for the resource (e.g. migrating a non-migratable one)
+EQUORUM = -9  #: operation requires quorum
+ERUN = -10  #: service is already running (clusvcadm exits 0)
+EFROZEN = -11  #: service is frozen
+ENODE = -12  #: target node dead / nonexistent
+EFENCE = -13  #: fencing operation pending
+ESCRIPT = -14  #: (S/Lang) script failed
+EDOMAIN = -15  #: not runnable given the online nodes and the failover domain
+EEXCL = -16  #: not runnable: cannot run exclusive
+ERELO = -17  #: relocation failed; service running on its original owner
+EPERM = -18  #: permission denied
+
+# Names this project used before it followed resgroup.h; kept importable until
+# their users switch to rgmanager's names. Each is an alias of the right code.
+SUCCESS = ESUCCESS
+FAILURE = EFAIL
+ENOTRUNNABLE = EDOMAIN
+#: rgmanager has no "unsupported": an operation a resource cannot do is EINVAL.
+EUNSUPPORTED = EINVAL
+#: rgmanager has no migration-specific code either: a migration that cannot be done is EINVAL.
+EMIGRATE = EINVAL
+
+#: Code -> rgmanager's name (without the ``RG_`` prefix).
+NAMES: dict[int, str] = {
+    ESUCCESS: "ESUCCESS", EFAIL: "EFAIL", EABORT: "EABORT", EFORWARD: "EFORWARD",
+    ENOSERVICE: "ENOSERVICE", EDEADLCK: "EDEADLCK", EAGAIN: "EAGAIN", EDEPEND: "EDEPEND",
+    EINVAL: "EINVAL", EQUORUM: "EQUORUM", ERUN: "ERUN", EFROZEN: "EFROZEN", ENODE: "ENODE",
+    EFENCE: "EFENCE", ESCRIPT: "ESCRIPT", EDOMAIN: "EDOMAIN", EEXCL: "EEXCL",
+    ERELO: "ERELO", EPERM: "EPERM",
+}
 
 _TEXT = {
-    SUCCESS: "Success",
-    FAILURE: "Failure",
+    ESUCCESS: "Success",
+    EFAIL: "Failure",
     EABORT: "Aborted; service failed",
-    ERUN: "Service is already running",
+    EFORWARD: "Service not mastered locally",
     ENOSERVICE: "Service does not exist",
+    EDEADLCK: "Operation would cause a deadlock",
     EAGAIN: "Temporary failure; try again",
     EDEPEND: "Operation violates dependency rule",
     EINVAL: "Invalid operation for resource",
     EQUORUM: "Operation requires quorum",
-    EUNSUPPORTED: "Operation not supported",
+    ERUN: "Service is already running",
     EFROZEN: "Failure: Service is frozen",
     ENODE: "Target node dead / nonexistent",
-    ENOTRUNNABLE: "Service not runnable",
+    EFENCE: "Fencing operation pending; try again later",
+    ESCRIPT: "S/Lang Script Error",
+    EDOMAIN: "Service not runnable",
     EEXCL: "Service not runnable: cannot run exclusive",
     ERELO: "Failed; service running on original owner",
-    EPERM: "Permissing denied",
+    EPERM: "Permissing denied",  # sic: rgmanager's spelling, which scripts may grep
 }
 
 

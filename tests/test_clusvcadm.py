@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rgmanager import control
+from rgmanager import codes, control
 from rgmanager.cli import clusvcadm
 
 from .test_control import FakeDaemon
@@ -98,12 +98,26 @@ def test_enable_on_member(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
     assert daemon.ops() == ["status", "enable"]
 
 
-def test_enable_on_local_member_says_local_machine(
-        daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("flag", ["-m", "-n"])
+def test_enable_on_local_member_says_member(
+        daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    """rgmanager says "Member N" whenever -m/-n is given, even for the local node."""
     daemon.replies["enable"] = ok("node1")
-    code, out, _ = run(capsys, "-e", "web", "-n", "node1")
+    code, out, _ = run(capsys, "-e", "web", flag, "node1")
     assert code == 0
-    assert out[0] == "Local machine trying to enable service:web...Success"
+    assert out[0] == "Member node1 trying to enable service:web...Success"
+
+
+def test_enable_on_localhost_says_member_localhost(
+        daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    status = dict(STATUS, local="localhost", members=[
+        {"name": "localhost", "nodeid": 1, "online": True, "local": True, "rgmanager": True,
+         "estranged": False}])
+    daemon.replies["status"] = status
+    daemon.replies["disable"] = ok()
+    code, out, _ = run(capsys, "-d", "web", "-m", "localhost")
+    assert code == 0
+    assert out == ["Member localhost disabling service:web...Success"]
 
 
 def test_enable_elsewhere_than_requested_warns(
@@ -136,7 +150,8 @@ def test_enable_already_running_is_success(
     assert out == ["Local machine trying to enable service:web...Service is already running"]
 
 
-@pytest.mark.parametrize("rc", [-1, -2, -6, -7, -8, -9, -10, -12, -15, -16, -17, -18])
+@pytest.mark.parametrize("rc", [-1, -2, -3, -4, -5, -6, -7, -8, -9, -11, -12, -13, -14, -15,
+                                -16, -17, -18])
 def test_exit_status_is_code_mod_256(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
                                      rc: int) -> None:
     daemon.replies["enable"] = {"code": rc, "text": "whatever the daemon says"}
@@ -200,7 +215,7 @@ def test_relocate_to_member(daemon: FakeDaemon, capsys: pytest.CaptureFixture[st
 
 def test_relocate_failed_owner_kept(daemon: FakeDaemon,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    daemon.replies["relocate"] = fail(control.EFORWARD_OWNER, owner="node1")
+    daemon.replies["relocate"] = fail(codes.ERELO, owner="node1")
     code, out, _ = run(capsys, "-r", "web")
     assert code == 239
     assert out == ["Trying to relocate service:web...Failed; service running on original owner"]
@@ -215,11 +230,27 @@ def test_migrate(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None
                                    "node": "node3.example.com"}
 
 
-def test_migrate_unsupported(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
-    daemon.replies["migrate"] = fail(control.EUNSUPPORTED)
+def test_migrate_not_migratable_is_einval(daemon: FakeDaemon,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """rgmanager answers a migration the service cannot do with EINVAL (-8, exit 248)."""
+    daemon.replies["migrate"] = fail(codes.EINVAL)
     code, out, _ = run(capsys, "-M", "web", "-m", "node3.example.com")
-    assert code == 246
-    assert out == ["Trying to migrate service:web to node3.example.com...Operation not supported"]
+    assert code == 248
+    assert out == ["Trying to migrate service:web to node3.example.com..."
+                   "Invalid operation for resource"]
+    # The planner's old name answers the same code, never -10 (ERUN, which exits 0).
+    daemon.replies["migrate"] = fail(codes.EUNSUPPORTED)
+    assert run(capsys, "-M", "web", "-m", "node3.example.com")[0] == 248
+
+
+def test_already_running_is_minus_10(daemon: FakeDaemon,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    daemon.replies["enable"] = {"code": -10, "text": "whatever"}
+    assert run(capsys, "-e", "web") == (
+        0, ["Local machine trying to enable service:web...Service is already running"], [])
+    daemon.replies["enable"] = {"code": -3, "text": "whatever"}
+    assert run(capsys, "-e", "web") == (
+        253, ["Local machine trying to enable service:web...Service not mastered locally"], [])
 
 
 def test_migrate_requires_target(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
@@ -268,6 +299,18 @@ def test_unknown_member_no_match(daemon: FakeDaemon, capsys: pytest.CaptureFixtu
     assert code == 1
     assert out == []
     assert err == ["'zzz' not in membership list", "No matches for 'zzz' found"]
+    assert daemon.ops() == ["status"]
+
+
+@pytest.mark.parametrize("members", [STATUS["members"], STATUS["members"][:1]])
+def test_empty_member_matches_nothing(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
+                                      members: list[dict[str, Any]]) -> None:
+    """``-m ''`` is a prefix of every name: it must not pick the closest (or only) member."""
+    daemon.replies["status"] = dict(STATUS, members=members)
+    daemon.replies["enable"] = ok("node1")
+    code, out, err = run(capsys, "-e", "web", "-m", "")
+    assert (code, out) == (1, [])
+    assert err == ["'' not in membership list", "No matches for '' found"]
     assert daemon.ops() == ["status"]
 
 
@@ -347,6 +390,23 @@ def test_hung_daemon_times_out(daemon: FakeDaemon, capsys: pytest.CaptureFixture
 def test_quiet_prints_nothing(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     daemon.replies["enable"] = fail(control.ENOSERVICE)
     assert run(capsys, "-q", "-e", "web") == (252, [], [])
+
+
+def test_help_documents_the_request_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "-h")
+    assert code == 0
+    text = "\n".join(out)
+    assert "--timeout <seconds>" in text and "(default 300)" in text
+    assert "exit 1" in text and "not cancelled" in text
+    assert clusvcadm.DEFAULT_TIMEOUT == 300.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_bad_timeout_is_a_usage_error(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    code, out, err = run(capsys, "--timeout", value, "-e", "web")
+    assert (code, out) == (1, [])
+    assert err[0].startswith("clusvcadm: bad timeout: ")
+    assert "Traceback" not in "\n".join(err)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

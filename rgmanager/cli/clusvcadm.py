@@ -64,9 +64,23 @@ Resource Group Locking (for cluster Shutdown / Debugging):
   -S                     Show lock state
   -u                     Unlock resource group managers.
                          This allows resource groups to start.
+Waiting for the resource group manager:
+  --timeout <seconds>    Wait at most <seconds> (default 300) for the
+                         reply; then print "Timed out waiting for a
+                         reply from the resource group manager" and
+                         exit 1.  The request is not cancelled: the
+                         manager may still carry it out (see clustat).
+                         Checking the -m/-n member waits at most 30
+                         seconds of it.  The manager itself answers
+                         "Temporary failure; try again" (exit 250) if
+                         the cluster does not handle a request within
+                         300 seconds.
 """
 
 NOT_RUNNING = "Could not connect to resource group manager"
+DEFAULT_TIMEOUT = 300.0
+#: The membership check before -m/-n waits at most this long (of --timeout).
+STATUS_TIMEOUT = 30.0
 TIMED_OUT = "Timed out waiting for a reply from the resource group manager"
 
 #: option letter -> (request op, verb printed after "Local machine"/"Member N").
@@ -98,7 +112,7 @@ class Options:
     quiet: bool = False
     version: bool = False
     help: bool = False
-    timeout: float = 300.0
+    timeout: float = DEFAULT_TIMEOUT
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -135,6 +149,8 @@ def parse_args(argv: Sequence[str]) -> Options:
                 o.timeout = float(value)
             except ValueError as e:
                 raise UsageError(f"bad timeout: {value}") from e
+            if not o.timeout > 0:  # 0 would mean "never wait", a negative one a traceback
+                raise UsageError(f"bad timeout: {value} (expected a positive number of seconds)")
     return o
 
 
@@ -213,7 +229,8 @@ def resolve_member(name: str, members: Sequence[dict[str, Any]]) -> str | None:
     if name in names:
         return name
     print(f"'{name}' not in membership list", file=sys.stderr)
-    matches = [n for n in names if n.startswith(name)]
+    # An empty name is a prefix of every name: it matches nothing, it does not pick one.
+    matches = [n for n in names if name and n.startswith(name)]
     if not matches:
         print(f"No matches for '{name}' found", file=sys.stderr)
         return None
@@ -239,16 +256,13 @@ def _service_op(o: Options) -> int:
         print("Migration requires a target cluster member", file=sys.stderr)
         return 1
 
-    local: str | None = None
     if node is not None:
         # Validate the target against the daemon's membership before asking for anything.
-        status = control.request({"op": "status"}, timeout=min(o.timeout, 30.0))
+        status = control.request({"op": "status"}, timeout=min(o.timeout, STATUS_TIMEOUT))
         if status["code"] != control.SUCCESS:
             print(status.get("text") or control.strerror(status["code"]), file=sys.stderr)
             return control.exit_status(status["code"])
         members = list(status.get("members") or [])
-        local = status.get("local") or next(
-            (m.get("name") for m in members if m.get("local")), None)
         resolved = resolve_member(node, members)
         if resolved is None:
             return 1
@@ -266,7 +280,8 @@ def _service_op(o: Options) -> int:
     if o.op in ("relocate", "migrate"):
         what = "relocate" if o.op == "relocate" else "migrate"
         line = f"Trying to {what} {svc}" + (f" to {node}" if node is not None else "")
-    elif node is None or node == local:
+    elif node is None:
+        # rgmanager says "Member N" whenever -m/-n is given, even naming the local node.
         line = f"Local machine {o.verb} {svc}"
     else:
         line = f"Member {node} {o.verb} {svc}"
