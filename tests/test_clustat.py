@@ -169,10 +169,10 @@ def test_long_names_are_truncated_to_their_column() -> None:
 def test_long_format(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "-l")
     assert code == 0
-    start = out.index(" Service Information")
+    start = out.index("Service Information")
     assert out[start:] == [
-        " Service Information",
-        " ------- -----------",
+        "Service Information",  # no leading space, as rgmanager
+        "------- -----------",
         "",
         "Service Name      : service:app",
         "  Current State   : started (112)",
@@ -214,12 +214,13 @@ def test_long_format(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> 
 ])
 def test_service_exit_codes(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
                             name: str, expected: int) -> None:
-    code, out, _ = run(capsys, "-s", name)
+    code, out, err = run(capsys, "-s", name)
     assert code == expected
-    # Only the service section, only that service.
-    assert out[1:3] == SERVICE_HEADER
-    assert len(out) == (3 if expected == 255 else 4)
+    # Only the service section, only that service: no "Cluster Status for" header.
+    assert out[0:2] == SERVICE_HEADER
+    assert len(out) == (2 if expected == 255 else 3)
     assert "Member Name" not in "\n".join(out)
+    assert err == []
 
 
 @pytest.mark.parametrize("state", ["starting", "stopping"])
@@ -234,9 +235,28 @@ def test_member_exit_codes(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str
                            name: str, expected: int) -> None:
     code, out, _ = run(capsys, "-m", name)
     assert code == expected
-    assert out[1:3] == MEMBER_LINES[:2]
-    assert len(out) == (4 if expected == 255 else 5)
+    assert out[0:2] == MEMBER_LINES[:2]  # no "Cluster Status for" header
+    assert len(out) == (3 if expected == 255 else 4)
     assert "Service Name" not in "\n".join(out)
+
+
+@pytest.mark.parametrize("argv", [["-s", "web"], ["-m", "node1"], ["-m", "node1", "-s", "web"]])
+def test_filtered_text_has_no_header_and_warns_on_stderr(
+        daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    daemon.replies["status"]["quorate"] = False  # type: ignore[index]
+    code, out, err = run(capsys, *argv)
+    assert code == 0
+    assert not any(line.startswith(("Cluster Status", "Member Status", "WARNING"))
+                   for line in out)
+    assert out[0] in (SERVICE_HEADER[0], MEMBER_LINES[0])
+    assert err == [clustat.WARN_INQUORATE]
+
+
+def test_render_text_filtered_pure() -> None:
+    assert clustat.render_text(STATUS, cols=80, service="web", now=T0) == \
+        SERVICE_HEADER + [SERVICE_ROWS[3]]
+    assert clustat.render_text(STATUS, cols=80, member="node2", now=T0) == \
+        MEMBER_LINES[:2] + [MEMBER_LINES[3], ""]
 
 
 def test_quorum_query(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
@@ -299,6 +319,21 @@ def test_xml_filtered(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) ->
     assert [n.get("name") for n in root.findall("nodes/node")] == ["node2"]
 
 
+@pytest.mark.parametrize(("argv", "children"), [
+    (["-s", "db"], ["groups"]),
+    (["-m", "node2"], ["nodes"]),
+    (["-m", "node2", "-s", "db"], ["nodes", "groups"]),
+    ([], ["cluster", "quorum", "nodes", "groups"]),
+])
+def test_xml_filtered_leaves_out_cluster_and_quorum(
+        daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], argv: list[str],
+        children: list[str]) -> None:
+    """rgmanager's -x -s/-m wrote only the asked-for sections."""
+    clustat.main(["-x", *argv])
+    root = etree.fromstring(capsys.readouterr().out.encode())
+    assert [c.tag for c in root] == children
+
+
 def test_xml_inquorate_warning_goes_to_stderr(
         daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     daemon.replies["status"]["quorate"] = False  # type: ignore[index]
@@ -325,6 +360,32 @@ def test_json_filtered(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -
     assert [s["name"] for s in data["services"]] == ["service:batch"]
 
 
+def test_json_filters_like_the_text(daemon: FakeDaemon,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """-s shows no members, -m no services; both: the member and the service."""
+    assert clustat.main(["--json", "-s", "db"]) == 119
+    data = json.loads(capsys.readouterr().out)
+    assert "members" not in data and [s["name"] for s in data["services"]] == ["service:db"]
+    assert data["quorate"] is True and data["cluster"] == STATUS["cluster"]
+    assert clustat.main(["--json", "-m", "node2"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert "services" not in data and [m["name"] for m in data["members"]] == ["node2"]
+    assert clustat.main(["--json", "-m", "node9"]) == 255
+    assert json.loads(capsys.readouterr().out)["members"] == []
+    assert clustat.main(["--json", "-m", "node1", "-s", "web"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in data["members"]] == ["node1"]
+    assert [s["name"] for s in data["services"]] == ["service:web"]
+
+
+@pytest.mark.parametrize("argv", [["-x", "--json"], ["--json", "-x"], ["-x", "--json", "-s", "db"]])
+def test_xml_and_json_are_exclusive(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
+                                    argv: list[str]) -> None:
+    assert run(capsys, *argv) == (
+        1, [], ["Error: Options '-x' and '--json' are mutually exclusive"])
+    assert daemon.requests == []
+
+
 # ------------------------------------------------------- stale and errors
 
 
@@ -332,7 +393,20 @@ def test_daemon_not_running(monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(control.SOCKET_ENV, "/nonexistent/rgmanager.sock")
     for argv in ([], ["-x"], ["-s", "web"]):
-        assert run(capsys, *argv) == (1, [], ["Could not connect to resource group manager"])
+        assert run(capsys, *argv) == (1, [], [
+            "Could not connect to resource group manager at /nonexistent/rgmanager.sock: "
+            "No such file or directory (from $RGMANAGER_SOCKET)"])
+
+
+def test_daemon_not_running_default_socket(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(control.SOCKET_ENV, raising=False)
+    monkeypatch.setattr(control, "DEFAULT_SOCKET", "/nonexistent/default.sock")
+    code, out, err = run(capsys)
+    assert (code, out) == (1, [])
+    assert err == ["Could not connect to resource group manager at /nonexistent/default.sock: "
+                   "No such file or directory "
+                   "(the default; set $RGMANAGER_SOCKET to use another socket)"]
 
 
 def test_inquorate_warning(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
@@ -422,4 +496,4 @@ def test_as_a_process(daemon: FakeDaemon) -> None:
     p = subprocess.run([sys.executable, "-m", "rgmanager.cli.clustat", "-s", "db"],
                        env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 119
-    assert p.stdout.splitlines()[1:] == SERVICE_HEADER + [SERVICE_ROWS[2]]
+    assert p.stdout.splitlines() == SERVICE_HEADER + [SERVICE_ROWS[2]]

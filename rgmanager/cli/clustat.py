@@ -116,6 +116,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         elif flag in ("-h", "-?", "--help"):
             o.help = True
         # -f (fast) and -S are accepted for compatibility: every report is fast here.
+    if o.xml and o.json:
+        raise UsageError("Error: Options '-x' and '--json' are mutually exclusive")
     if o.interval is not None and (o.xml or o.json):
         # rgmanager only caught "-i ... -x"; a refreshing document is useless in any order.
         other = "-x" if o.xml else "--json"
@@ -211,18 +213,19 @@ def render_text(status: dict[str, Any], *, cols: int = 80, strip_prefix: bool = 
     """rgmanager's clustat text report, one string per line.
 
     ``strip_prefix`` drops ``service:`` from names (rgmanager did so on a tty,
-    where width is precious; pipes keep full names for scripts).
+    where width is precious; pipes keep full names for scripts). With ``-s`` or
+    ``-m`` only the asked-for tables are printed, as rgmanager did: no "Cluster
+    Status for" header, no member status, no warnings (:func:`main` prints
+    those on stderr then).
     """
     members, services, _ = select(status, member, service)
-    cluster = status.get("cluster") or {}
-    lines = [f"Cluster Status for {cluster.get('name', 'unknown')} @ "
-             f"{time.ctime(time.time() if now is None else now)}"]
-    quorate = bool(status.get("quorate"))
-    if not quorate:
-        lines.append(WARN_INQUORATE)
-    if status.get("stale"):
-        lines.append(WARN_STALE)
+    lines: list[str] = []
     if member is None and service is None:
+        cluster = status.get("cluster") or {}
+        lines.append(f"Cluster Status for {cluster.get('name', 'unknown')} @ "
+                     f"{time.ctime(time.time() if now is None else now)}")
+        lines += _warnings(status)
+        quorate = bool(status.get("quorate"))
         lines += [f"Member Status: {'Quorate' if quorate else 'Inquorate'}", ""]
     if service is None or member is not None:
         lines += _member_lines(members, cols // 2)
@@ -277,7 +280,7 @@ def _service_rows(services: list[dict[str, Any]], width: int, strip_prefix: bool
 
 def _service_blocks(services: list[dict[str, Any]]) -> list[str]:
     """``-l``: one block per service, with everything the table abbreviates."""
-    lines = [" Service Information", " ------- -----------", ""]
+    lines = ["Service Information", "------- -----------", ""]
     for s in services:
         flags = flag_names(s)
         lines += [
@@ -300,15 +303,20 @@ def _service_blocks(services: list[dict[str, Any]]) -> list[str]:
 
 def render_xml(status: dict[str, Any], *, member: str | None = None,
                service: str | None = None) -> str:
-    """rgmanager's ``clustat -x`` document (format version 4.1.1)."""
+    """rgmanager's ``clustat -x`` document (format version 4.1.1).
+
+    With ``-s``/``-m`` rgmanager wrote only the asked-for ``<nodes>``/``<groups>``:
+    no ``<cluster>``, no ``<quorum>``.
+    """
     members, services, _ = select(status, member, service)
-    cluster = status.get("cluster") or {}
     root = etree.Element("clustat", version=XML_VERSION)
-    etree.SubElement(root, "cluster", name=str(cluster.get("name", "")),
-                     id=str(int(cluster.get("id", 0))),
-                     generation=str(int(cluster.get("generation", 0))))
-    etree.SubElement(root, "quorum", quorate="1" if status.get("quorate") else "0",
-                     groupmember="1")
+    if member is None and service is None:
+        cluster = status.get("cluster") or {}
+        etree.SubElement(root, "cluster", name=str(cluster.get("name", "")),
+                         id=str(int(cluster.get("id", 0))),
+                         generation=str(int(cluster.get("generation", 0))))
+        etree.SubElement(root, "quorum", quorate="1" if status.get("quorate") else "0",
+                         groupmember="1")
     if service is None or member is not None:
         nodes = etree.SubElement(root, "nodes")
         for m in members:
@@ -349,6 +357,35 @@ def _terminal() -> tuple[int, bool]:
     return 80, False
 
 
+def render_json(status: dict[str, Any], *, member: str | None = None,
+                service: str | None = None) -> dict[str, Any]:
+    """``--json``: the daemon's status without the reply envelope, filtered as the text.
+
+    ``-s`` alone leaves out ``members``, ``-m`` alone leaves out ``services``
+    (as the text and XML leave out those tables); the rest (cluster, quorate,
+    stale, local) stays so a script can tell how far to trust the answer.
+    """
+    members, services, _ = select(status, member, service)
+    data = {k: v for k, v in status.items() if k not in ("code", "text")}
+    data["members"], data["services"] = members, services
+    if not (service is None or member is not None):
+        del data["members"]
+    if not (member is None or service is not None):
+        del data["services"]
+    return data
+
+
+def not_running_message(error: object = None) -> str:
+    """"Could not connect ...", naming the socket tried and where that path came from."""
+    path = control.socket_path()
+    reason = str(error) if error else path
+    if not reason.startswith(path):
+        reason = f"{path}: {reason}"
+    origin = (f"from ${control.SOCKET_ENV}" if os.environ.get(control.SOCKET_ENV)
+              else f"the default; set ${control.SOCKET_ENV} to use another socket")
+    return f"{NOT_RUNNING} at {reason} ({origin})"
+
+
 def _fetch(o: Options) -> dict[str, Any]:
     reply = control.request({"op": "status"}, timeout=o.timeout)
     if reply["code"] != control.SUCCESS:
@@ -364,11 +401,11 @@ def _report(o: Options) -> tuple[str | None, int]:
     """One report: (text for stdout or None, exit status); errors go to stderr."""
     try:
         status = _fetch(o)
-    except control.DaemonNotRunning:
-        _err(o, NOT_RUNNING)
+    except control.DaemonNotRunning as e:
+        _err(o, not_running_message(e))
         return None, 1
     except PermissionError:
-        _err(o, f"{NOT_RUNNING}: permission denied (the control socket is root-only)")
+        _err(o, not_running_message("permission denied (the control socket is root-only)"))
         return None, 1
     except TimeoutError:
         _err(o, TIMED_OUT)
@@ -388,15 +425,17 @@ def _report(o: Options) -> tuple[str | None, int]:
             return None, 1
         return f"0x{int(me.get('nodeid', 0)):08x}\n", 0
 
-    members, services, code = select(status, o.member, o.service)
+    _, _, code = select(status, o.member, o.service)
     if o.json:
-        data = {k: v for k, v in status.items() if k not in ("code", "text")}
-        data["members"], data["services"] = members, services
+        data = render_json(status, member=o.member, service=o.service)
         return json.dumps(data, indent=2) + "\n", code
     if o.xml:
         for warning in _warnings(status):
             _err(o, warning)  # keep stdout a well-formed document
         return render_xml(status, member=o.member, service=o.service), code
+    if o.member is not None or o.service is not None:
+        for warning in _warnings(status):
+            _err(o, warning)  # stdout keeps rgmanager's -s/-m layout for scripts
     cols, tty = _terminal()
     lines = render_text(status, cols=cols, strip_prefix=tty, member=o.member,
                         service=o.service, long=o.long)
