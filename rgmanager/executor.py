@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-#: Where agents look for programs.  The directory of the running Python is
-#: put in front (see :func:`build_env`).
+#: Where agents look for programs: the system directories come first, so a
+#: program name an agent runs (``mount``, ``python3`` of a ``#!/usr/bin/env``
+#: line) is the system's, never one from a (possibly user-writable) virtualenv.
+#: The directory of the running Python is appended (see :func:`build_env`).
 SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: Seconds between SIGTERM and SIGKILL when a timeout is enforced.
@@ -167,12 +169,15 @@ def build_env(req: ActionRequest) -> dict[str, str]:
     """The complete environment of the agent (pure apart from reading ``HA_RSCTMP``).
 
     Nothing of our own environment is inherited except ``HA_RSCTMP`` (where
-    agents keep state markers).  The directory of :data:`sys.executable` leads
-    ``PATH`` so that Python agents with ``#!/usr/bin/env python3`` run under
-    the project's interpreter (and find its packages).
+    agents keep state markers).  ``PATH`` is :data:`SANE_PATH` first, then the
+    directory of :data:`sys.executable` (the virtualenv's ``bin``) last: system
+    programs win over anything installed in the virtualenv, and a machine
+    without a system ``python3`` still finds the project's interpreter for
+    agents with ``#!/usr/bin/env python3`` (our agents use only the standard
+    library and import ``rgmanager.agentlib`` from their own checkout).
     """
     py_dir = os.path.dirname(os.path.abspath(sys.executable))
-    path = SANE_PATH if py_dir in SANE_PATH.split(":") else f"{py_dir}:{SANE_PATH}"
+    path = SANE_PATH if py_dir in SANE_PATH.split(":") else f"{SANE_PATH}:{py_dir}"
     env: dict[str, str] = {"PATH": path, "LANG": "C"}
     rsctmp = os.environ.get("HA_RSCTMP")
     if rsctmp is not None:

@@ -153,8 +153,7 @@ def test_build_env_is_exactly_the_ocf_set(monkeypatch: pytest.MonkeyPatch) -> No
     )
     env = build_env(req)
     py_dir = os.path.dirname(os.path.abspath(sys.executable))
-    assert env["PATH"].split(":")[0] == py_dir
-    assert env["PATH"].endswith(SANE_PATH)
+    assert env["PATH"] in (SANE_PATH, f"{SANE_PATH}:{py_dir}")
     del env["PATH"]
     assert env == {
         "LANG": "C",
@@ -168,6 +167,36 @@ def test_build_env_is_exactly_the_ocf_set(monkeypatch: pytest.MonkeyPatch) -> No
         "OCF_CHECK_LEVEL": "10",
         "OCF_RESKEY_RGMANAGER_meta_refcnt": "1",
     }
+
+
+def test_agent_path_puts_system_directories_before_the_virtualenv(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A program in the virtualenv's bin must never shadow the system's (mount, python3)."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python3"))
+    path = build_env(request("/x"))["PATH"].split(":")
+    system = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    assert path[: len(system)] == system
+    assert path == [*system, str(venv_bin)]
+    # An interpreter that already lives in a system directory adds nothing.
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    assert build_env(request("/x"))["PATH"] == SANE_PATH
+
+
+def test_agent_run_finds_system_program_before_virtualenv_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """End to end: an agent running ``ls`` gets /usr/bin/ls (or /bin/ls), not the venv's."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    fake = venv_bin / "ls"
+    fake.write_text("#!/bin/sh\necho FAKE-LS\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python3"))
+    agent = make_agent(tmp_path, "ls -d /\n")
+    res = run_action(request(agent))
+    assert res.ok, res
+    assert "FAKE-LS" not in res.output and res.output.strip() == "/"
 
 
 def test_build_env_passes_ha_rsctmp(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,7 +234,7 @@ def test_agent_sees_only_our_environment(tmp_path: Path, monkeypatch: pytest.Mon
     assert env["OCF_CHECK_LEVEL"] == "20"
     assert env["OCF_RESOURCE_INSTANCE"] == "script:web"
     assert env["HA_RSCTMP"] == str(tmp_path)
-    assert env["PATH"].endswith(SANE_PATH)
+    assert env["PATH"].startswith(SANE_PATH)
     assert "RGM_TEST_CANARY" not in env
     assert "HOME" not in env
     # sh may add PWD/SHLVL/_ itself; everything else must come from us.

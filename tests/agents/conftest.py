@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from rgmanager.executor import SANE_PATH
+
 REPO = Path(__file__).resolve().parents[2]
 AGENT_DIR = REPO / "resource-agents"
 
@@ -25,7 +27,8 @@ class AgentRun:
 
 def agent_env(rsctmp: Path, params: dict[str, str], **extra: str) -> dict[str, str]:
     env = {
-        "PATH": os.path.dirname(sys.executable) + ":/usr/sbin:/usr/bin:/sbin:/bin",
+        # As the executor builds it: system directories first, the venv last.
+        "PATH": f"{SANE_PATH}:{os.path.dirname(sys.executable)}",
         "OCF_ROOT": str(AGENT_DIR),
         "HA_RSCTMP": str(rsctmp),
     }
