@@ -9,6 +9,13 @@ robust: a hung or crashed client can never confuse the next one.
 The socket is root-only (mode 0600), like rgmanager's, because whoever can
 write to it can stop every service in the cluster.
 
+No input kills the server: a request longer than :data:`MAX_REQUEST`, not
+JSON, nested too deeply for the JSON parser, or not an object is answered
+EINVAL. At most :data:`MAX_CONNECTIONS` connections are served at once (one
+thread each); a connection over the cap is answered EAGAIN ("try again") at
+once and closed, it does not wait. A client has :data:`REQUEST_READ_TIMEOUT`
+seconds in all to send its request (and to take its reply), then it is dropped.
+
 Replies carry rgmanager's return codes (negative numbers); the CLIs exit with
 ``code % 256`` so scripts written against rgmanager keep working.
 """
@@ -35,8 +42,11 @@ SOCKET_ENV = "RGMANAGER_SOCKET"
 MAX_REQUEST = 64 * 1024
 #: Replies (a status of a big cluster) may be large, but not unbounded.
 MAX_REPLY = 64 * 1024 * 1024
-#: How long the server waits for a client to send its request before dropping it.
+#: How long the server waits for a client to send its request (in all, not per
+#: read) before dropping it; also the limit for a client to take its reply.
 REQUEST_READ_TIMEOUT = 30.0
+#: Connections served at once; over this a new connection is answered EAGAIN and closed.
+MAX_CONNECTIONS = 64
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -98,12 +108,25 @@ class ControlServer:
     serialising itself.
     """
 
-    def __init__(self, path: str, handler: Handler) -> None:
+    def __init__(self, path: str, handler: Handler, *,
+                 idle_timeout: float = REQUEST_READ_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS,
+                 max_request: int = MAX_REQUEST) -> None:
         self.path = path
         self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.max_request = max_request
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._active = 0  # connections being served (each has its thread)
+        self._active_lock = threading.Lock()
+
+    @property
+    def active_connections(self) -> int:
+        with self._active_lock:
+            return self._active
 
     def start(self) -> None:
         """Bind, restrict to root (0600) *before* listening, and serve in a daemon thread."""
@@ -191,27 +214,64 @@ class ControlServer:
                 log.exception("control socket: accept failed")
                 time.sleep(0.1)  # e.g. EMFILE: don't spin while descriptors are short
                 continue
+            try:
+                self._dispatch(conn)
+            except Exception:  # never let the accept loop die
+                log.exception("control socket: cannot serve a connection")
+                conn.close()
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        with self._active_lock:
+            full = self._active >= self.max_connections
+            if not full:
+                self._active += 1
+        if full:
+            self._refuse(conn, f"too many control connections ({self.max_connections}); "
+                         "try again")
+            return
+        try:
             threading.Thread(target=self._handle, args=(conn,),
                              name="rgmanager-control-conn", daemon=True).start()
+        except RuntimeError as e:  # can't start new thread
+            with self._active_lock:
+                self._active -= 1
+            self._refuse(conn, f"cannot serve now ({e}); try again")
+
+    def _refuse(self, conn: socket.socket, text: str) -> None:
+        """Answer EAGAIN without reading the request, from the accept thread, and close."""
+        log.warning("control connection refused: %s", text)
+        with conn:
+            conn.settimeout(0.5)  # a fresh socket's buffer takes this small reply at once
+            _send_quietly(conn, {"code": EAGAIN, "text": text})
 
     def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.settimeout(REQUEST_READ_TIMEOUT)
-                reply = self._reply_for(_read_line(conn, MAX_REQUEST))
-                conn.settimeout(None)
-                conn.sendall(_encode(reply))
-            except _TooLong:
-                _send_quietly(conn, {"code": EINVAL, "text": "bad request: too long"})
-            except OSError as e:  # includes TimeoutError
-                # The client went away (clusvcadm interrupted): nothing to tell anyone.
-                log.debug("control connection dropped: %s", e)
+        try:
+            with conn:
+                try:
+                    raw = _read_line(conn, self.max_request,
+                                     deadline=time.monotonic() + self.idle_timeout)
+                    reply = self._reply_for(raw)
+                    conn.settimeout(self.idle_timeout)
+                    conn.sendall(_encode(reply))
+                except _TooLong:
+                    conn.settimeout(self.idle_timeout)
+                    _send_quietly(conn, {"code": EINVAL, "text": "bad request: too long"})
+                except OSError as e:  # includes TimeoutError
+                    # The client went away or stayed idle: nothing to tell anyone.
+                    log.debug("control connection dropped: %s", e)
+        except Exception:
+            log.exception("control connection failed")
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     def _reply_for(self, raw: bytes) -> dict[str, Any]:
         try:
             request = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             return {"code": EINVAL, "text": f"bad request: {e}"}
+        except RecursionError:
+            return {"code": EINVAL, "text": "bad request: nested too deeply"}
         if not isinstance(request, dict):
             return {"code": EINVAL, "text": "bad request: not a JSON object"}
         try:
@@ -240,10 +300,20 @@ def _send_quietly(conn: socket.socket, obj: dict[str, Any]) -> None:
         pass
 
 
-def _read_line(conn: socket.socket, limit: int) -> bytes:
-    """Read up to the first newline (or EOF); :class:`_TooLong` past ``limit`` bytes."""
+def _read_line(conn: socket.socket, limit: int, deadline: float | None = None) -> bytes:
+    """Read up to the first newline (or EOF); :class:`_TooLong` past ``limit`` bytes.
+
+    With ``deadline`` (a :func:`time.monotonic` time) the whole line must have
+    arrived by then, else :class:`TimeoutError`: a client trickling one byte at a
+    time cannot hold its connection longer than an idle one.
+    """
     buf = bytearray()
     while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request not received in time")
+            conn.settimeout(left)
         chunk = conn.recv(65536)
         if not chunk:
             return bytes(buf)

@@ -81,19 +81,20 @@ def raw_exchange(path: str, data: bytes) -> dict[str, Any]:
 
 
 def test_strerror_matches_rgmanager() -> None:
+    """rgmanager's rg_strerror texts for resgroup.h's codes (rgmanager.codes owns the table)."""
     expected = {
         0: "Success", -1: "Failure", -2: "Aborted; service failed",
-        -3: "Service is already running", -4: "Service does not exist",
+        -3: "Service not mastered locally", -4: "Service does not exist",
+        -5: "Operation would cause a deadlock",
         -6: "Temporary failure; try again", -7: "Operation violates dependency rule",
         -8: "Invalid operation for resource", -9: "Operation requires quorum",
-        -10: "Operation not supported", -11: "Failure: Service is frozen",
+        -10: "Service is already running", -11: "Failure: Service is frozen",
         -12: "Target node dead / nonexistent", -15: "Service not runnable",
         -16: "Service not runnable: cannot run exclusive",
         -17: "Failed; service running on original owner", -18: "Permissing denied",
     }
     for code, text in expected.items():
         assert control.strerror(code) == text
-    assert control.strerror(-5) == "Unknown error"
     assert control.strerror(-99) == "Unknown error"
 
 
@@ -293,3 +294,98 @@ def test_bad_reply_is_a_protocol_error(sockdir: str, answer: bytes) -> None:
     with pytest.raises(control.ProtocolError):
         control.request({"op": "status"}, path=path, timeout=5)
     t.join(5)
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+def _wait(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def _conn_threads() -> int:
+    return sum(t.name == "rgmanager-control-conn" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("line", [b"[" * 60000, b'{"a":' * 12000, b"[" * 100000],
+                         ids=["array", "object", "over-long"])
+def test_deeply_nested_request_is_einval_and_server_keeps_serving(
+        daemon: FakeDaemon, line: bytes) -> None:
+    daemon.replies["status"] = {"code": 0}
+    errors: list[threading.ExceptHookArgs] = []
+    saved, threading.excepthook = threading.excepthook, errors.append
+    try:
+        reply = raw_exchange(daemon.path, line + b"\n")
+    finally:
+        threading.excepthook = saved
+    assert reply["code"] == control.EINVAL and reply["text"].startswith("bad request")
+    assert errors == []  # no connection thread died
+    assert daemon.requests == []
+    assert control.request({"op": "status"}, timeout=5) == {"code": 0}
+
+
+def test_connections_are_capped_and_idle_ones_time_out(sockdir: str) -> None:
+    path = os.path.join(sockdir, "cap.sock")
+    cap = 4
+    server = control.ControlServer(path, lambda req: {"code": 0, "op": req.get("op")},
+                                   idle_timeout=0.5, max_connections=cap)
+    assert server.max_connections == cap
+    server.start()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(60):  # many more than the cap, sending nothing
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(path)
+            idle.append(s)
+        # Every connection over the cap is answered "try again" at once and closed ...
+        for s in idle[cap:]:
+            buf = b""
+            while chunk := s.recv(4096):
+                buf += chunk
+            reply = json.loads(buf)
+            assert reply["code"] == control.EAGAIN and "too many" in reply["text"]
+        # ... so the threads serving connections stay bounded by the cap.
+        assert _conn_threads() <= cap
+        assert server.active_connections == cap
+        # The idle ones are dropped after the idle timeout (0.5 s here) ...
+        for s in idle[:cap]:
+            assert s.recv(4096) == b""
+        assert _wait(lambda: server.active_connections == 0 and _conn_threads() == 0)
+        # ... and a normal client is served again.
+        assert control.request({"op": "status"}, path=path, timeout=5) == \
+            {"code": 0, "op": "status"}
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+
+
+def test_trickling_client_is_dropped_after_the_idle_timeout(sockdir: str) -> None:
+    """The timeout is for the whole request, not per read: one byte at a time does not help."""
+    path = os.path.join(sockdir, "slow.sock")
+    with control.ControlServer(path, lambda req: {"code": 0}, idle_timeout=0.5):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            start = time.monotonic()
+            dropped = False
+            while time.monotonic() - start < 4:
+                try:
+                    s.sendall(b" ")
+                except (BrokenPipeError, ConnectionResetError):
+                    dropped = True
+                    break
+                time.sleep(0.1)
+            assert dropped and time.monotonic() - start < 2
+
+
+def test_defaults_for_the_caps() -> None:
+    server = control.ControlServer("/nonexistent/x.sock", lambda req: {"code": 0})
+    assert server.idle_timeout == control.REQUEST_READ_TIMEOUT == 30.0
+    assert server.max_connections == control.MAX_CONNECTIONS == 64
+    assert server.max_request == control.MAX_REQUEST == 64 * 1024
