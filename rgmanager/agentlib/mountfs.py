@@ -13,7 +13,9 @@ status cannot be fooled by a different device mounted on our mountpoint.
 
 Status depths: 0 mounted here; 10 the directory can be listed; 20 a test
 file can be created, written, synced and removed (skipped for read-only
-mounts).  ``quick_status`` limits every check to depth 0.
+mounts; the file gets a fresh unique name and is opened ``O_EXCL|O_NOFOLLOW``,
+so a file or symlink planted on a world-writable mount is never written
+through).  ``quick_status`` limits every check to depth 0.
 
 Stop unmounts; when the file system is busy and ``force_unmount`` is set,
 the processes using it (cwd, root, executable, open files or memory maps on
@@ -35,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -343,18 +346,35 @@ class MountFs:
             self.log.warning("fsck repaired %s (rc %d)", self.spec, proc.returncode)
 
     def _write_test(self) -> None:
-        path = os.path.join(self.mountpoint, f".writable_test.{socket.gethostname()}")
+        """Create, write, sync and remove a test file that nobody else can have planted.
+
+        The mount point may be writable by anyone (mode 0777 or 1777): a fixed
+        name opened with create+truncate would follow a symlink planted there
+        and truncate whatever it points to, as root.  The name is unique
+        (host, pid, random) and the file is opened with ``O_CREAT|O_EXCL|
+        O_NOFOLLOW``, so only a file this call created is ever written; the
+        descriptor, not the name, is what we write through.
+        """
+        name = f".writable_test.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(8)}"
+        path = os.path.join(self.mountpoint, name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, b"rgmanager write test\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.unlink(path)
+            fd = os.open(path, flags, 0o600)
         except OSError as err:
             raise AgentError(OCF_ERR_GENERIC,
                              f"{self.mountpoint} is not writable: {err}") from err
+        try:
+            os.write(fd, b"rgmanager write test\n")
+            os.fsync(fd)
+        except OSError as err:
+            raise AgentError(OCF_ERR_GENERIC,
+                             f"{self.mountpoint} is not writable: {err}") from err
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError as err:
+                self.log.warning("cannot remove write test file %s: %s", path, err)
 
     def _kill_users(self, dev: int) -> None:
         """SIGKILL every process holding anything on the file system with device ``dev``."""

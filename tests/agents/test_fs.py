@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from ._helpers_fs import FsLab, loops_for, metadata, mounted_on, unique_label, wait_dead
 from .conftest import RunAgent, needs_root, ocf_tester
@@ -181,3 +184,29 @@ def test_fs_ocf_tester(lab: FsLab, rsctmp: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "passed all tests" in r.stdout
     assert mounted_on(mp) == []
+
+
+@pytest.mark.parametrize("agent", ["fs", "clusterfs"])
+def test_write_test_never_follows_a_planted_symlink(lab: FsLab, run_agent: RunAgent,
+                                                    tmp_path: Path, agent: str) -> None:
+    """Depth 20 on a mode-0777 file system: a symlink planted at the old fixed test-file
+    name (``.writable_test.<host>``) must not be followed; its target stays intact."""
+    img = lab.image()
+    mp = lab.mountpoint()
+    p = fs_params(img, mp)
+    assert run_agent(agent, "start", **p).rc == 0
+    os.chmod(mp, 0o777)  # anyone may create files in the mounted file system
+    victim = tmp_path / "victim"
+    victim.write_text("precious root data\n")
+    victim.chmod(0o600)
+    planted = mp / f".writable_test.{socket.gethostname()}"
+    planted.symlink_to(victim)
+    r = run_agent(agent, "status", check_level=20, **p)
+    assert r.rc == 0, r.stderr
+    assert victim.read_text() == "precious root data\n"
+    assert planted.is_symlink()  # the planted link was neither written through nor removed
+    leftovers = [n for n in os.listdir(mp) if n.startswith(".writable_test") and
+                 not (mp / n).is_symlink()]
+    assert leftovers == []  # our own unique test file was removed
+    planted.unlink()
+    assert run_agent(agent, "stop", **p).rc == 0
