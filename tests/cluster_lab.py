@@ -1,0 +1,543 @@
+"""A real corosync cluster in network namespaces, for tests and benchmarks.
+
+``CorosyncLab(n)`` builds, on this host, as root:
+
+- one bridge namespace ``rgm<pid>x<k>br`` holding ``br0``;
+- per node ``i`` (1..n) a namespace ``rgm<pid>x<k>n<i>`` with ``eth0`` =
+  10.77.0.<i>/24, veth-paired to ``v<i>`` on the bridge (nothing touches the
+  root namespace, so no traffic can leave the host);
+- per node a *holder* process (``sleep infinity``) started with
+  ``ip netns exec`` (a private mount namespace) after bind-mounting the node's
+  own ``run/`` directory over ``/run`` and a private tmpfs on ``/dev/shm``:
+  corosync's pid lock, its IPC and its blackbox stay per node. corosync and
+  every client are started with ``nsenter -t <holder> -m -n`` so they share
+  that node's mount and network namespaces, and a client outlives a corosync
+  that is killed and restarted under it.
+
+``close()`` kills every process of every namespace it created (SIGKILL, then
+waits for them), deletes the namespaces and the temporary directory; mounts
+go away with the last process of each mount namespace. It is safe to call
+twice and runs from a pytest finalizer even when the test failed.
+
+Pytest: the ``corosync_lab`` fixture returns a factory ``make(n, **kw)``;
+every lab it made is closed at teardown. Plain scripts (benchmarks) use the
+class as a context manager. ``probe()`` says why a lab cannot be built here
+(``None`` when it can); the fixture skips with that reason.
+
+The file is also the *agent* run inside a node by the backend tests
+(``python cluster_lab.py agent ...``): it runs one ``CorosyncCluster``,
+prints every delivery as a JSON line on stdout and takes commands (JSON
+lines) on stdin. See ``Agent``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+SUBNET = "10.77.0"
+_counter = itertools.count(1)
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def probe() -> str | None:
+    """Why a lab cannot run on this host, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, mounts)"
+    for tool in ("corosync", "corosync-quorumtool", "ip", "nsenter", "sleep"):
+        if _which(tool) is None:
+            return f"{tool} not found"
+    name = f"rgmprobe{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"ip netns unavailable: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str,
+             interval: float = 0.05) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned) or raise
+    ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def corosync_conf(name: str, nodes: Mapping[int, str], state_dir: Path | None, *,
+                  token: int = 500, extra_totem: Mapping[str, str] | None = None) -> str:
+    """The lab's corosync.conf: knet, no crypto, votequorum."""
+    totem = {"version": "2", "cluster_name": name, "transport": "knet",
+             "crypto_cipher": "none", "crypto_hash": "none",
+             "token": str(token), "token_coefficient": "0", **(extra_totem or {})}
+    lines = ["totem {"] + [f"    {k}: {v}" for k, v in totem.items()] + ["}", ""]
+    lines += ["quorum {", "    provider: corosync_votequorum"]
+    if len(nodes) == 2:
+        lines.append("    two_node: 1")
+    lines += ["}", "", "nodelist {"]
+    for nodeid, node in sorted(nodes.items()):
+        lines += ["    node {", f"        name: {node}", f"        nodeid: {nodeid}",
+                  f"        ring0_addr: {SUBNET}.{nodeid}", "    }"]
+    lines += ["}", "", "logging {", "    to_stderr: yes", "    to_syslog: no",
+              "    to_logfile: no", "    timestamp: on", "}", ""]
+    if state_dir is not None:
+        lines += ["system {", f"    state_dir: {state_dir}", "}", ""]
+    return "\n".join(lines)
+
+
+class Node:
+    """One lab node: its namespace, directory, holder and corosync processes."""
+
+    def __init__(self, lab: CorosyncLab, nodeid: int) -> None:
+        self.lab = lab
+        self.nodeid = nodeid
+        self.name = f"node{nodeid}"
+        self.netns = f"{lab.prefix}n{nodeid}"
+        self.veth = f"v{nodeid}"  # bridge side, inside the bridge namespace
+        self.dir = lab.dir / self.name
+        self.holder: subprocess.Popen[bytes] | None = None
+        self.corosync: subprocess.Popen[bytes] | None = None
+        self.corosync_starts = 0
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "corosync.conf"
+
+    @property
+    def address(self) -> str:
+        return f"{SUBNET}.{self.nodeid}"
+
+    @property
+    def pid(self) -> int:
+        """The pid whose namespaces the node's processes share (the holder)."""
+        if self.holder is None or self.holder.poll() is not None:
+            raise LabError(f"{self.name} is down")
+        return self.holder.pid
+
+    def nsenter(self, argv: Sequence[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-m", "-n", *argv]
+
+    def log_path(self) -> Path:
+        return self.dir / f"corosync.{self.corosync_starts}.log"
+
+
+class CorosyncLab:
+    """An N-node corosync cluster in network namespaces (see the module doc)."""
+
+    def __init__(self, n: int = 3, *, token: int = 500, cluster_name: str = "rgmlab",
+                 extra_totem: Mapping[str, str] | None = None) -> None:
+        if not 1 <= n <= 200:
+            raise ValueError("1..200 nodes")
+        self.n = n
+        self.token = token
+        self.cluster_name = cluster_name
+        self.extra_totem = dict(extra_totem or {})
+        self.prefix = f"rgm{os.getpid()}x{next(_counter)}"
+        self.bridge_ns = f"{self.prefix}br"
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.nodes = {i: Node(self, i) for i in range(1, n + 1)}
+        self.names = {i: node.name for i, node in self.nodes.items()}
+        self._netns: list[str] = []
+        self._procs: list[subprocess.Popen[Any]] = []
+        self._closed = False
+
+    # ------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> CorosyncLab:
+        self.setup()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def setup(self, start: bool = True) -> CorosyncLab:
+        """Build the network; with ``start`` boot every node and wait for quorum."""
+        try:
+            self._add_netns(self.bridge_ns)
+            self._ip(self.bridge_ns, "link", "add", "br0", "type", "bridge")
+            self._ip(self.bridge_ns, "link", "set", "br0", "up")
+            for node in self.nodes.values():
+                self._add_netns(node.netns)
+                self._ip(self.bridge_ns, "link", "add", node.veth, "type", "veth",
+                         "peer", "name", "eth0", "netns", node.netns)
+                self._ip(self.bridge_ns, "link", "set", node.veth, "master", "br0")
+                self._ip(self.bridge_ns, "link", "set", node.veth, "up")
+                self._ip(node.netns, "link", "set", "lo", "up")
+                self._ip(node.netns, "addr", "add", f"{node.address}/24", "dev", "eth0")
+                self._ip(node.netns, "link", "set", "eth0", "up")
+                (node.dir / "run").mkdir(parents=True)
+                (node.dir / "state").mkdir()
+                node.conf.write_text(corosync_conf(
+                    self.cluster_name, self.names, node.dir / "state", token=self.token,
+                    extra_totem=self.extra_totem))
+            if start:
+                for i in self.nodes:
+                    self.start_node(i)
+                self.wait_quorate(list(self.nodes), len(self.nodes))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Kill everything, delete the namespaces and the directory. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for ns in reversed(self._netns):
+            self._kill_netns(ns)
+        for proc in self._procs:
+            with contextlib.suppress(Exception):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+        for ns in reversed(self._netns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self._netns.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ----------------------------------------------------------------- nodes
+
+    def node(self, i: int | str) -> Node:
+        if isinstance(i, str):
+            i = int(i.removeprefix("node"))
+        return self.nodes[i]
+
+    def start_node(self, i: int | str) -> None:
+        """Boot a node: a fresh holder (mount namespace) and corosync."""
+        node = self.node(i)
+        if node.holder is not None and node.holder.poll() is None:
+            raise LabError(f"{node.name} is already up")
+        for sub in ("run", "state"):  # a rebooted node starts clean
+            shutil.rmtree(node.dir / sub, ignore_errors=True)
+            (node.dir / sub).mkdir()
+        script = (f"mount --bind {node.dir}/run /run && "
+                  "mount -t tmpfs -o size=256m tmpfs /dev/shm && exec sleep infinity")
+        node.holder = self._popen(["ip", "netns", "exec", node.netns, "sh", "-c", script],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        holder = node.holder
+        # The holder is ready when /run inside its mount namespace is the node's run/.
+        marker = node.dir / "run" / ".holder"
+        marker.write_text(str(holder.pid))
+
+        def mounted() -> bool:
+            if holder.poll() is not None:
+                err = holder.stderr.read().decode() if holder.stderr else ""
+                raise LabError(f"{node.name}: namespace holder died: {err.strip()}")
+            try:
+                # The holder execs sleep: its pid keeps the mounts.
+                with open(f"/proc/{holder.pid}/comm") as f:
+                    if f.read().strip() != "sleep":
+                        return False
+                return os.path.exists(f"/proc/{holder.pid}/root/run/.holder")
+            except OSError:
+                return False
+
+        wait_for(mounted, 10, f"{node.name} namespace holder")
+        self.start_corosync(i)
+
+    def start_corosync(self, i: int | str) -> None:
+        """Start corosync in the node's namespaces (its holder must be up)."""
+        node = self.node(i)
+        if node.corosync is not None and node.corosync.poll() is None:
+            raise LabError(f"corosync already runs on {node.name}")
+        node.corosync_starts += 1
+        with open(node.log_path(), "wb") as log:
+            node.corosync = self._popen(
+                node.nsenter(["corosync", "-f", "-c", str(node.conf)]),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill_node(self, i: int | str) -> None:
+        """SIGKILL every process of the node (a crash); its mounts vanish with them."""
+        node = self.node(i)
+        self._kill_netns(node.netns)
+        for proc in (node.corosync, node.holder):
+            if proc is not None:
+                proc.wait(timeout=10)
+        node.corosync = node.holder = None
+
+    def kill_corosync(self, i: int | str, sig: int = signal.SIGKILL) -> None:
+        """Kill only corosync; clients in the node keep running."""
+        node = self.node(i)
+        if node.corosync is None:
+            raise LabError(f"corosync is not running on {node.name}")
+        # nsenter execs corosync: the Popen pid is corosync's.
+        node.corosync.send_signal(sig)
+        node.corosync.wait(timeout=10)
+        node.corosync = None
+
+    def cut(self, i: int | str) -> None:
+        """Cut the node's link (its veth on the bridge goes down)."""
+        self._ip(self.bridge_ns, "link", "set", self.node(i).veth, "down")
+
+    def heal(self, i: int | str) -> None:
+        self._ip(self.bridge_ns, "link", "set", self.node(i).veth, "up")
+
+    # ------------------------------------------------------------- commands
+
+    def run(self, i: int | str, argv: Sequence[str], *, check: bool = True,
+            timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run a command in the node's mount and network namespaces."""
+        r = subprocess.run(self.node(i).nsenter(argv), capture_output=True, text=True,
+                           timeout=timeout, **kw)
+        if check and r.returncode != 0:
+            raise LabError(f"{self.node(i).name}: {' '.join(argv)} exited {r.returncode}: "
+                           f"{(r.stderr or r.stdout).strip()}")
+        return r
+
+    def popen(self, i: int | str, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+        """Start a process in the node's namespaces; it is killed at ``close()``."""
+        return self._popen(self.node(i).nsenter(argv), **kw)
+
+    def quorum(self, i: int | str) -> dict[str, Any] | None:
+        """``corosync-quorumtool -s`` of a node, parsed (None if it cannot answer)."""
+        node = self.node(i)
+        if node.corosync is None or node.corosync.poll() is not None:
+            return None
+        r = self.run(i, ["corosync-quorumtool", "-s"], check=False, timeout=10)
+        out = r.stdout
+        m = re.search(r"^Quorate:\s+(\w+)", out, re.M)
+        if not m:
+            return None
+        members = [int(x) for x in re.findall(r"^\s+(\d+)\s+\d+\s+\S+", out, re.M)]
+        return {"quorate": m.group(1) == "Yes", "members": sorted(members)}
+
+    def wait_quorate(self, nodes: Sequence[int], members: int, timeout: float = 30,
+                     quorate: bool = True) -> None:
+        """Wait until each of ``nodes`` sees ``members`` members and ``quorate``."""
+        def ok() -> bool:
+            for i in nodes:
+                q = self.quorum(i)
+                if q is None or q["quorate"] != quorate or len(q["members"]) != members:
+                    return False
+            return True
+
+        try:
+            wait_for(ok, timeout, f"nodes {list(nodes)}: {members} members, "
+                     f"quorate={quorate}", interval=0.1)
+        except TimeoutError as err:
+            raise TimeoutError(f"{err}; last: {[self.quorum(i) for i in nodes]}; "
+                               f"logs in {self.dir}") from None
+
+    # ------------------------------------------------------------- internals
+
+    def _popen(self, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+        if self._closed:
+            raise LabError("lab is closed")
+        proc = subprocess.Popen(list(argv), **kw)
+        self._procs.append(proc)
+        return proc
+
+    def _add_netns(self, ns: str) -> None:
+        r = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise LabError(f"ip netns add {ns}: {r.stderr.strip()}")
+        self._netns.append(ns)
+
+    @staticmethod
+    def _ip(ns: str, *args: str) -> None:
+        r = subprocess.run(["ip", "-n", ns, *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise LabError(f"ip -n {ns} {' '.join(args)}: {r.stderr.strip()}")
+
+    @staticmethod
+    def _netns_pids(ns: str) -> list[int]:
+        r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        return [int(p) for p in r.stdout.split()] if r.returncode == 0 else []
+
+    def _kill_netns(self, ns: str) -> None:
+        """SIGKILL every process in ``ns`` until none is left."""
+        def gone() -> bool:
+            pids = self._netns_pids(ns)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            # Reap our own children so they do not linger as zombies.
+            for proc in self._procs:
+                if proc.pid in pids:
+                    with contextlib.suppress(Exception):
+                        proc.wait(timeout=0.5)
+            return not pids
+
+        with contextlib.suppress(TimeoutError):
+            wait_for(gone, 10, f"processes of {ns} to die", interval=0.02)
+
+
+# ----------------------------------------------------------------- pytest glue
+
+def lab_factory() -> tuple[Callable[..., CorosyncLab], Callable[[], None]]:
+    """(make, close_all): what the pytest fixture wraps, usable without pytest."""
+    labs: list[CorosyncLab] = []
+
+    def make(n: int = 3, *, start: bool = True, **kw: Any) -> CorosyncLab:
+        lab = CorosyncLab(n, **kw)
+        labs.append(lab)
+        lab.setup(start=start)
+        return lab
+
+    def close_all() -> None:
+        for lab in labs:
+            lab.close()
+
+    return make, close_all
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - scripts without pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+    @pytest.fixture
+    def corosync_lab() -> Iterator[Callable[..., CorosyncLab]]:
+        """Factory ``make(n=3, token=500)`` -> a started ``CorosyncLab``; all torn down
+        after the test, pass or fail. Skips when a lab cannot be built here."""
+        reason = probe()
+        if reason:
+            pytest.skip(reason)
+        make, close_all = lab_factory()
+        try:
+            yield make
+        finally:
+            close_all()
+
+
+# ------------------------------------------------------------------ the agent
+
+class Agent:
+    """Runs one ``CorosyncCluster`` in this process (inside a node).
+
+    stdout, one JSON object a line, ``t`` = time.monotonic() (CLOCK_MONOTONIC is
+    shared by all namespaces, so the test can compare times across nodes):
+
+    - ``{"ev": "change", "members", "joined", "left", "quorate", "epoch", "t"}``
+    - ``{"ev": "msg", "sender", "payload", "t"}``; a payload with a ``blob``
+      string is printed with ``blob`` replaced by its length and sha256
+    - ``{"ev": "lost", "reason", "t"}``
+    - ``{"ev": "reply", "id", ...}`` for commands
+
+    stdin commands: ``{"cmd": "broadcast", "payload"}``, ``{"cmd": "blob",
+    "size", "id"}`` (broadcast ``{"id", "blob": "x"*size}``), ``{"cmd":
+    "online", "id"}``, ``{"cmd": "membership", "id"}``; EOF stops.
+    """
+
+    def __init__(self, local: str, nodes: Mapping[int, str], group: str) -> None:
+        from rgmanager.cluster.corosync import CorosyncCluster
+
+        self.cluster = CorosyncCluster(local, nodes, group)
+        self.out_lock = threading.Lock()
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("t", time.monotonic())
+        line = json.dumps(obj)
+        with self.out_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def deliver(self, d: Any) -> None:
+        from rgmanager.cluster.base import MembershipChange, Message
+        from rgmanager.cluster.corosync import ClusterLost
+
+        if isinstance(d, MembershipChange):
+            m = d.membership
+            self.emit({"ev": "change", "members": list(m.members), "joined": list(d.joined),
+                       "left": list(d.left), "quorate": m.quorate, "epoch": m.epoch})
+        elif isinstance(d, Message):
+            payload = dict(d.payload)
+            if isinstance(payload.get("blob"), str):
+                blob = payload.pop("blob").encode()
+                payload["blob_len"] = len(blob)
+                payload["blob_sha256"] = hashlib.sha256(blob).hexdigest()
+            self.emit({"ev": "msg", "sender": d.sender, "payload": payload})
+            if payload.get("echo") and d.sender != self.cluster.local_node:
+                # broadcast from inside deliver (the manager does this)
+                self.cluster.broadcast({"echo_of": payload["echo"],
+                                        "by": self.cluster.local_node})
+        elif isinstance(d, ClusterLost):
+            self.emit({"ev": "lost", "reason": d.reason})
+
+    def run(self) -> None:
+        self.cluster.start(self.deliver)
+        try:
+            for line in sys.stdin:
+                if not line.strip():
+                    continue
+                cmd = json.loads(line)
+                kind = cmd.get("cmd")
+                if kind == "broadcast":
+                    self.cluster.broadcast(cmd["payload"])
+                elif kind == "blob":
+                    blob = "x" * int(cmd["size"])
+                    self.emit({"ev": "reply", "id": cmd.get("id"), "sha256":
+                               hashlib.sha256(blob.encode()).hexdigest()})
+                    self.cluster.broadcast({"id": cmd.get("id"), "blob": blob})
+                elif kind == "online":
+                    self.emit({"ev": "reply", "id": cmd.get("id"),
+                               "online": list(self.cluster.online_nodes())})
+                elif kind == "membership":
+                    m = self.cluster.membership()
+                    self.emit({"ev": "reply", "id": cmd.get("id"), "members": list(m.members),
+                               "quorate": m.quorate})
+        finally:
+            self.cluster.stop()
+            self.emit({"ev": "stopped"})
+
+
+def _agent_main(argv: Sequence[str]) -> int:
+    import argparse
+    import logging
+
+    p = argparse.ArgumentParser(prog="cluster_lab.py agent")
+    p.add_argument("--local", required=True)
+    p.add_argument("--nodes", required=True, help="1=node1,2=node2,...")
+    p.add_argument("--group", default="rgmanager")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    nodes = {int(k): v for k, v in (item.split("=", 1) for item in a.nodes.split(","))}
+    Agent(a.local, nodes, a.group).run()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "agent":
+        sys.path.insert(0, str(REPO))
+        raise SystemExit(_agent_main(sys.argv[2:]))
+    # Smoke test: python tests/cluster_lab.py [N]
+    reason = probe()
+    if reason:
+        raise SystemExit(f"cannot build a lab: {reason}")
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    t0 = time.monotonic()
+    with CorosyncLab(n) as lab:
+        print(f"{n} nodes quorate after {time.monotonic() - t0:.2f}s in {lab.dir}")
+        print({i: lab.quorum(i) for i in lab.nodes})
