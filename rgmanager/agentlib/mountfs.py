@@ -61,6 +61,7 @@ from .ocf import (
     Params,
     standard_actions,
 )
+from .redact import redact_text
 
 #: Unmount attempts before giving up (each after killing users if allowed).
 UMOUNT_TRIES = 3
@@ -254,7 +255,8 @@ class MountFs:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise AgentError(OCF_ERR_GENERIC, f"mount {self.spec} on {self.mountpoint} failed "
-                                              f"(rc {proc.returncode}): {proc.stderr.strip()}")
+                                              f"(rc {proc.returncode}): "
+                                              f"{redact_text(proc.stderr.strip())}")
         if self.state()[1] is None:
             raise AgentError(OCF_ERR_GENERIC, f"mount reported success but {self.spec} is not "
                                               f"mounted on {self.mountpoint}")

@@ -3,6 +3,10 @@
 Status is judged from /proc/mounts (source and mount point), never from
 ``mount`` output, and the depth-10 check lists the directory in a child
 process with a timeout so that a dead server cannot hang the agent.
+
+``options`` may hold credentials (CIFS ``password=``, ``credentials=``,
+``username=user%password``): every message, log line and error shows them
+redacted (:mod:`.redact`; ``ocf.run`` also filters the agent's whole log).
 """
 
 from __future__ import annotations

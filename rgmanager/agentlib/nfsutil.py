@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .ocf import OCF_ERR_GENERIC, OCF_ERR_INSTALLED, AgentError, state_dir
+from .redact import redact_argv, redact_text
 
 log = logging.getLogger("rgmanager.agent.nfsutil")
 
@@ -36,20 +37,20 @@ def command(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT,
     A missing program becomes OCF_ERR_INSTALLED so that callers need not
     probe every binary up front.
     """
-    log.debug("running %s", argv)
+    shown = " ".join(redact_argv(argv))  # options may carry credentials
+    log.debug("running %s", shown)
     try:
         p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
                            stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise AgentError(OCF_ERR_INSTALLED, f"{argv[0]} is not installed") from None
     except subprocess.TimeoutExpired:
-        raise AgentError(OCF_ERR_GENERIC,
-                         f"{' '.join(argv)} timed out after {timeout:.0f}s") from None
+        raise AgentError(OCF_ERR_GENERIC, f"{shown} timed out after {timeout:.0f}s") from None
     if p.returncode != 0:
-        log.debug("%s exited %d: %s", argv[0], p.returncode, (p.stderr or p.stdout).strip())
+        said = redact_text((p.stderr or p.stdout).strip())
+        log.debug("%s exited %d: %s", argv[0], p.returncode, said)
         if check:
-            raise AgentError(OCF_ERR_GENERIC, f"{' '.join(argv)} failed (rc {p.returncode}): "
-                             f"{(p.stderr or p.stdout).strip()}")
+            raise AgentError(OCF_ERR_GENERIC, f"{shown} failed (rc {p.returncode}): {said}")
     return p
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape as _html_escape
 
+from . import redact
+
 OCF_SUCCESS = 0
 OCF_ERR_GENERIC = 1
 OCF_ERR_ARGS = 2
@@ -254,6 +256,10 @@ def run(spec: AgentSpec, handlers: Mapping[str, Handler], argv: Sequence[str] | 
     environ = os.environ if environ is None else environ
     logging.basicConfig(level=logging.DEBUG if environ.get("OCF_TRACE") else logging.INFO,
                         format=f"{spec.name}: %(levelname)s: %(message)s", stream=sys.stderr)
+    # Nothing this agent logs (its messages, errors, programs' output) may show a
+    # credential from its parameters, e.g. netfs options="...,password=...".
+    redact.install(redact.params_secrets(
+        v for k, v in environ.items() if k.startswith("OCF_RESKEY_")))
     if len(argv) < 2:
         print(f"usage: {argv[0]} {{{'|'.join(['meta-data', *handlers])}}}", file=sys.stderr)
         return OCF_ERR_ARGS
