@@ -7,22 +7,33 @@
     rg_test simulate CONF [--state FILE] [--event E]... [--explain] [--save-state FILE]
     rg_test schema
 
-Exit codes: 0 fine; 1 the configuration loaded with warnings; 2 it was
-rejected (errors); 255 an operation failed (as rgmanager), status failure 1.
+Common options (--json, --debug) go before or after the subcommand.
+
+Exit codes: 0 fine; 1 the configuration loaded with warnings (or a status
+check failed); 2 it was rejected (errors); 64 bad command line (a missing or
+unknown argument, a bad --event, an agent directory that does not exist);
+65 a simulate --state/--save-state file cannot be used (unreadable, not a
+saved state, or saved from a configuration with other nodes); 70 internal
+error (a bug: one line on stderr, no traceback); 255 an operation failed or
+the named resource does not exist (as rgmanager).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from ..agents.discovery import RuleSet, default_agent_dirs, load_rules
+from ..cluster.base import Membership
 from ..config.schema import generate_grammar
 from ..errors import EXIT_ERRORS, ConfigError, exit_code
 from ..loader import Loaded, load
+from ..state import Table
 from ..tree.delta import diff
 from ..tree.model import Node
 from ..tree.order import start_order, stop_order
@@ -30,34 +41,75 @@ from .common import dump_json, print_reports
 from .render import rule_json, rules_text, test_json, test_text
 
 EXIT_OP_FAILED = 255
+#: Bad command line (sysexits EX_USAGE): not 2, which means "configuration rejected".
+EXIT_USAGE = 64
+#: A simulate --state/--save-state file cannot be used (sysexits EX_DATAERR).
+EXIT_DATA = 65
+#: An unexpected exception, i.e. a bug (sysexits EX_SOFTWARE): not 1, which means "warnings".
+EXIT_INTERNAL = 70
 OPS = ("start", "stop", "status")
+COMMANDS = ("rules", "schema", "test", "noop", "delta", "simulate")
+
+
+class UsageError(Exception):
+    """A bad command line: one message on stderr, exit :data:`EXIT_USAGE`."""
+
+
+class DataError(Exception):
+    """A --state/--save-state file that cannot be used: exit :data:`EXIT_DATA`."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a bad command line; 2 means "configuration rejected" here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser, top: bool) -> None:
+    """Options accepted before and after the subcommand (``rg_test test CONF --json``).
+
+    On subcommands the default is SUPPRESS so that an option given before the
+    subcommand is not reset by the subcommand's own default.
+    """
+    default: Any = False if top else argparse.SUPPRESS
+    p.add_argument("--json", action="store_true", default=default,
+                   help="machine-readable output")
+    p.add_argument("--debug", action="store_true", default=default, help="log agent calls")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rg_test", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="rg_test", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent-dir", action="append", default=[],
                    help="extra agent directory (after the project's resource-agents/)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--debug", action="store_true", help="log agent calls")
+    _common(p, top=True)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("rules", help="print the loaded resource rules")
-    sub.add_parser("schema", help="print the generated RelaxNG grammar")
+    r = sub.add_parser("rules", help="print the loaded resource rules")
+    _common(r, top=False)
+    g = sub.add_parser("schema", help="print the generated RelaxNG grammar "
+                       "(--json: {\"format\": \"relaxng\", \"grammar\": TEXT})")
+    _common(g, top=False)
     t = sub.add_parser("test", help="print resources and trees, or run an operation")
+    _common(t, top=False)
     t.add_argument("conf")
     t.add_argument("op", nargs="?", choices=OPS)
     t.add_argument("type", nargs="?")
     t.add_argument("name", nargs="?")
     t.add_argument("--depth", type=int, default=0, help="status depth (OCF_CHECK_LEVEL)")
     n = sub.add_parser("noop", help="print the operations an action would run")
+    _common(n, top=False)
     n.add_argument("conf")
     n.add_argument("op", choices=OPS)
     n.add_argument("type")
     n.add_argument("name")
     d = sub.add_parser("delta", help="what changes between two configurations")
+    _common(d, top=False)
     d.add_argument("conf1")
     d.add_argument("conf2")
     s = sub.add_parser("simulate", help="what the cluster would do on events (touches nothing)")
+    _common(s, top=False)
     s.add_argument("conf")
     s.add_argument("--state", help="starting state (JSON, as written by --save-state); "
                    "default: all nodes online, autostart services placed")
@@ -72,10 +124,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _split_agentdir(argv: list[str]) -> tuple[list[str], list[str]]:
-    """rgmanager allowed ``rg_test AGENTDIR rules``; keep that working."""
-    if argv and not argv[0].startswith("-") and os.path.isdir(argv[0]):
+    """rgmanager allowed ``rg_test AGENTDIR rules``; keep that working.
+
+    The first word is an agent directory when it is not a subcommand and a
+    subcommand follows it, so a directory called ``test`` (or ``rules``...) in
+    the current directory never shadows the subcommand, and a mistyped
+    directory is reported as such instead of as an unknown subcommand.
+    """
+    if (len(argv) >= 2 and not argv[0].startswith("-") and argv[0] not in COMMANDS
+            and argv[1] in COMMANDS):
+        _check_agent_dir(argv[0])
         return [os.path.abspath(argv[0])], argv[1:]
     return [], argv
+
+
+def _check_agent_dir(path: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"agent directory {path} does not exist")
+    if not os.path.isdir(path):
+        raise UsageError(f"agent directory {path} is not a directory")
 
 
 def _load_rules(args: argparse.Namespace) -> RuleSet:
@@ -183,8 +250,7 @@ def cmd_test(args: argparse.Namespace, rules: RuleSet) -> int:
         return loaded
     if args.op:
         if not (args.type and args.name):
-            print("rg_test test CONF OP TYPE NAME: TYPE and NAME are required", file=sys.stderr)
-            return EXIT_ERRORS
+            raise UsageError("rg_test test CONF OP TYPE NAME: TYPE and NAME are required")
         return cmd_op(args, rules, loaded)
     if args.json:
         data = test_json(loaded.config, loaded.forest)
@@ -232,36 +298,76 @@ def cmd_delta(args: argparse.Namespace, rules: RuleSet) -> int:
     return 0
 
 
+def _read_state(path: str, conf: str, loaded: Loaded
+                ) -> tuple[Table, Membership, float | None]:
+    """``--state``: the saved table, refused (:class:`DataError`, naming the file) if
+    unreadable, not a saved state, or saved from a configuration with other nodes."""
+    from .. import simulate as sim
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as err:
+        raise DataError(f"--state {path}: {err.strerror or err}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"--state {path}: not a saved state (not JSON: {err})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"--state {path}: not a saved state (expected a JSON object, "
+                        f"got {type(data).__name__})")
+    try:
+        table, members, clock = sim.state_from_json(data)
+    except ValueError as err:
+        raise DataError(f"--state {path}: {err}") from None
+    configured = [n.name for n in loaded.config.nodes]
+    seen = set(members.members) | set(table.members)
+    for ss in table:
+        seen.update(n for n in (ss.owner, ss.last_owner, ss.target, ss.relocating_from,
+                                ss.request_origin) if n)
+        seen.update(ss.tried)
+    unknown = sorted(seen - set(configured))
+    if unknown:
+        raise DataError(
+            f"--state {path}: saved from another configuration: "
+            f"node{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"{'are' if len(unknown) > 1 else 'is'} not in {conf} "
+            f"(its nodes: {', '.join(configured) or 'none'})")
+    return table, members, clock
+
+
 def cmd_simulate(args: argparse.Namespace, rules: RuleSet) -> int:
     """A dry run through the same planner the daemon uses (see rgmanager.simulate)."""
-    import json
-
     from .. import simulate as sim
     from ..planner import PlanModel
 
+    try:  # a bad --event is a command-line error: say so before loading anything
+        events = [sim.parse_event(e) for e in args.event]
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     loaded = _load(args.conf, rules, args.json)
     if isinstance(loaded, int):
         return loaded
     model = PlanModel.build(loaded.config, loaded.forest)
     quorum = sim.Quorum.from_config(loaded.config)
     try:
-        if args.state:
-            with open(args.state, encoding="utf-8") as f:
-                table, members, clock = sim.state_from_json(json.load(f))
-        else:
-            table, members = sim.initial(model, [n.name for n in loaded.config.nodes],
-                                         quorum=quorum)
-            clock = None
-        result = sim.simulate(model, table, members, args.event, args.explain, quorum=quorum,
-                              clock=max(clock or 0.0, sim.START_TIME))
-        if args.save_state:
+        sim.check_events(model, events)
+    except ValueError as err:
+        raise UsageError(f"{err} (in {args.conf})") from None
+    if args.state:
+        table, members, clock = _read_state(args.state, args.conf, loaded)
+    else:
+        table, members = sim.initial(model, [n.name for n in loaded.config.nodes],
+                                     quorum=quorum)
+        clock = None
+    result = sim.simulate(model, table, members, events, args.explain, quorum=quorum,
+                          clock=max(clock or 0.0, sim.START_TIME))
+    if args.save_state:
+        try:
             with open(args.save_state, "w", encoding="utf-8") as f:
                 json.dump(sim.state_to_json(result.table, result.membership, result.clock),
                           f, indent=2)
                 f.write("\n")
-    except (OSError, ValueError) as err:
-        print(f"rg_test simulate: {err}", file=sys.stderr)
-        return EXIT_ERRORS
+        except OSError as err:
+            raise DataError(f"--save-state {args.save_state}: {err.strerror or err}") from None
     if args.json:
         dump_json(sim.render_json(result))
     else:
@@ -270,8 +376,36 @@ def cmd_simulate(args: argparse.Namespace, rules: RuleSet) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    extra_dirs, rest = _split_agentdir(list(sys.argv[1:] if argv is None else argv))
+    """Entry point; returns the exit status (see the module docstring).
+
+    Usage errors exit 64, unusable state files 65; any other exception is a
+    bug: one line naming the operation and the error, exit 70, no traceback
+    (``--debug`` logs the traceback).
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    cmd = next((w for w in words if w in COMMANDS), "rg_test")
+    try:
+        return _main(words)
+    except UsageError as err:
+        print(f"rg_test: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataError as err:
+        print(f"rg_test {cmd}: {err}", file=sys.stderr)
+        return EXIT_DATA
+    except KeyboardInterrupt:
+        print(f"rg_test {cmd}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug; never a traceback, never 1 ("warnings")
+        logging.getLogger("rg_test").debug("internal error", exc_info=True)
+        print(f"rg_test {cmd}: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(words: list[str]) -> int:
+    extra_dirs, rest = _split_agentdir(words)
     args = _parser().parse_args(rest)
+    for d in args.agent_dir:
+        _check_agent_dir(d)
     args.agent_dir = extra_dirs + args.agent_dir
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -283,7 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(rules_text(rules))
         return 0
     if args.cmd == "schema":
-        sys.stdout.write(generate_grammar(rules))
+        if args.json:
+            dump_json({"format": "relaxng", "grammar": generate_grammar(rules)})
+        else:
+            sys.stdout.write(generate_grammar(rules))
         return 0
     if args.cmd == "noop":
         return cmd_noop(args, rules)
