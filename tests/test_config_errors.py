@@ -194,3 +194,193 @@ def test_max_references_warning_leaves_out_extra_ref(write_conf: WriteConf,
     assert [c.name for c in a.children] == ["ip:10.0.0.1"]
     assert b.children == []
     assert exit_code(loaded.reports) == EXIT_WARNINGS
+
+
+# -- found by the mutation fuzzer (benchmarks/fuzz_config.py): each was a traceback ----
+def all_errors(err: ConfigError) -> list[tuple[str, int | None, str, str]]:
+    assert exit_code(err.reports) == EXIT_ERRORS
+    out = []
+    for r in err.reports:
+        if r.severity == Severity.ERROR:
+            assert r.source is not None, str(r)
+            out.append((r.code, r.source.line, r.source.element, r.message))
+    return out
+
+
+def test_deep_nesting_is_a_located_error(write_conf: WriteConf, rules: RuleSet) -> None:
+    # Was RecursionError in the parser and the tree build (and in --json rendering).
+    depth = 990
+    body = '<service name="a">\n' + '<script name="s" file="/bin/true">\n' * depth
+    body += "</script>\n" * depth + "</service>"
+    code, line, element, msg = only_error(rejected(write_conf(body), rules))
+    assert code == "E_TOO_DEEP" and element == "script"
+    assert line == 9 + 98  # <cluster> is level 1, <rm> 2, the service 3 (line 9)
+    assert "at most 100 levels" in msg
+
+
+def test_nesting_at_the_limit_loads(write_conf: WriteConf, rules: RuleSet) -> None:
+    depth = 97  # service at level 3, so the deepest script is at level 100
+    body = '<service name="a">' + "".join(f'<script name="s{i}" file="/bin/s{i}">'
+                                         for i in range(depth))
+    body += "</script>" * depth + "</service>"
+    loaded = load(write_conf(body), rules)
+    node, levels = loaded.forest.services[0], 1
+    while node.children:
+        node, levels = node.children[0], levels + 1
+    assert levels == depth + 1
+
+
+def test_action_depth_not_a_number(write_conf: WriteConf, rules: RuleSet) -> None:
+    # Was ValueError in tree.build.apply_overrides.
+    path = write_conf("""<service name="a">
+      <script name="s" file="/bin/true">
+        <action name="status" depth="deep" interval="10"/>
+      </script>
+    </service>""")
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_BAD_VALUE", 11, "action")
+    assert "'deep'" in msg and "depth" in msg
+
+
+@pytest.mark.parametrize("attrs, code, word", [
+    ('timeout="soon"', "E_BAD_TIME", "not a time"),
+    ('interval="9' + "9" * 5000 + '"', "E_BAD_TIME", "too long"),
+    ('depth="1' + "0" * 5000 + '"', "E_BAD_VALUE", "too large"),
+    ('deep="1"', "E_UNKNOWN_ATTR", "'deep'"),
+])
+def test_bad_action_override(write_conf: WriteConf, rules: RuleSet, attrs: str, code: str,
+                             word: str) -> None:
+    path = write_conf(f'<service name="a"><action name="status" {attrs}/></service>')
+    got, line, element, msg = only_error(rejected(path, rules))
+    assert (got, line, element) == (code, 9, "action") and word in msg
+
+
+def test_huge_config_version(write_conf: WriteConf, rules: RuleSet) -> None:
+    # Was "Exceeds the limit (4300 digits) for integer string conversion".
+    path = write_conf(full=HEADER.replace('config_version="1"',
+                                          f'config_version="{"7" * 5000}"') + "</cluster>\n")
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_SCHEMA", 2, "cluster")
+    assert "config_version" in msg and "too large" in msg and len(msg) < 300
+
+
+@pytest.mark.parametrize("attr, code", [
+    ('max_restarts="' + "1" * 5000 + '"', "E_BAD_INTEGER"),
+    ('max_restarts="1" restart_expire_time="' + "1" * 5000 + '"', "E_BAD_TIME"),
+    ('__max_failures="' + "1" * 5000 + '"', "E_BAD_INTEGER"),
+    ('__failure_expire_time="' + "1" * 5000 + '"', "E_BAD_TIME"),
+    ('max_restarts="\u0661"', "E_BAD_INTEGER"),  # an Arabic-Indic digit: int() took it
+])
+def test_absurd_numbers_on_resources(write_conf: WriteConf, rules: RuleSet, attr: str,
+                                     code: str) -> None:
+    got, line, element, _ = only_error(rejected(write_conf(f'<service name="a" {attr}/>'),
+                                                rules))
+    assert (got, line, element) == (code, 9, "service")
+
+
+def test_resource_defaults_values_are_checked(write_conf: WriteConf, rules: RuleSet) -> None:
+    # Was accepted, then ValueError in the planner (parse_bool on the default).
+    path = write_conf('<resource-defaults><service autostart="perhaps"/></resource-defaults>'
+                      '\n<service name="a"/>')
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_BAD_BOOLEAN", 9, "service") and "perhaps" in msg
+
+
+def test_cman_numbers_are_checked(write_conf: WriteConf, rules: RuleSet) -> None:
+    # simulate's quorum read int() of any str.isdigit() value ("²" crashed it).
+    path = write_conf(full=HEADER + '  <cman expected_votes="\u00b2"/>\n</cluster>\n')
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_SCHEMA", 8, "cman") and "expected_votes" in msg
+
+
+# -- schema errors name the culprit, and all of them are reported -----------------
+def test_missing_cluster_name_is_named(write_conf: WriteConf, rules: RuleSet) -> None:
+    # Was "Element cluster failed to validate attributes".
+    path = write_conf(full=HEADER.replace('name="test" ', "") + "</cluster>\n")
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_SCHEMA", 2, "cluster")
+    assert "missing required attribute 'name'" in msg
+
+
+def test_unknown_rm_attribute_is_named(write_conf: WriteConf, rules: RuleSet) -> None:
+    # Was "Element cluster failed to validate content" (on the wrong element).
+    path = write_conf('<service name="a"/>', rm_attrs='bogus="1"')
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_SCHEMA", 8, "rm")
+    assert "unexpected attribute 'bogus'" in msg
+
+
+def test_every_schema_error_is_reported(write_conf: WriteConf, rules: RuleSet) -> None:
+    path = write_conf(full="""<?xml version="1.0"?>
+<cluster config_version="x">
+  <clusternodes>
+    <clusternode name="node1" nodeid="0"/>
+    <clusternode nodeid="2" colour="red"/>
+  </clusternodes>
+  <clusternodes/>
+  <fencing/>
+  <rm bogus="1">
+    <failoverdomains>
+      <failoverdomain name="d"><member name="node1"/></failoverdomain>
+    </failoverdomains>
+    <service name="a" autostart="maybe"/>
+  </rm>
+</cluster>
+""")
+    errors = all_errors(rejected(path, rules))
+    got = {(code, line, element) for code, line, element, _ in errors}
+    assert got == {
+        ("E_SCHEMA", 2, "cluster"),  # name missing, config_version not a number
+        ("E_SCHEMA", 4, "clusternode"),  # nodeid 0
+        ("E_SCHEMA", 5, "clusternode"),  # name missing, colour unexpected
+        ("E_SCHEMA", 7, "clusternodes"),  # twice, and empty
+        ("E_SCHEMA", 8, "fencing"),  # unknown element
+        ("E_SCHEMA", 9, "rm"),  # bogus
+        ("E_SCHEMA", 11, "member"),  # unknown element
+        ("E_BAD_BOOLEAN", 13, "service"),
+    }
+    text = "\n".join(m for *_, m in errors)
+    for needle in ("missing required attribute 'name'", "'x' is not a non-negative integer",
+                   "'0' is not a positive integer", "unexpected attribute 'colour'",
+                   "<clusternodes> may appear only once in <cluster> (first at line 3)",
+                   "unexpected element <fencing> in <cluster>",
+                   "unexpected attribute 'bogus' on <rm>",
+                   "unexpected element <member> in <failoverdomain>"):
+        assert needle in text, needle
+    assert "<clusternodes> is missing required element <clusternode>" in text
+    assert len(errors) == 11, "\n".join(map(str, errors))
+    lines = [line or 0 for _, line, _, _ in errors]
+    assert lines == sorted(lines)  # in file order
+
+
+def test_missing_required_child_is_named(write_conf: WriteConf, rules: RuleSet) -> None:
+    path = write_conf(full='<?xml version="1.0"?>\n<cluster name="c" config_version="1">\n'
+                      "  <rm/>\n</cluster>\n")
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_SCHEMA", 2, "cluster")
+    assert "missing required element <clusternodes>" in msg
+
+
+def test_stray_text_in_a_service(write_conf: WriteConf, rules: RuleSet) -> None:
+    path = write_conf('<service name="a">oops<ip address="10.0.0.1"/></service>')
+    code, line, element, msg = only_error(rejected(path, rules))
+    assert (code, line, element) == ("E_SCHEMA", 9, "service") and "'oops'" in msg
+
+
+def test_external_entities_are_never_read(write_conf: WriteConf, rules: RuleSet,
+                                          tmp_path: object) -> None:
+    secret = f"{tmp_path}/secret"
+    with open(secret, "w") as f:
+        f.write("TOPSECRET")
+    doctype = f'<!DOCTYPE cluster [<!ENTITY s SYSTEM "file://{secret}">]>\n'
+    path = write_conf(full=HEADER.replace("?>\n", "?>\n" + doctype, 1).replace(
+        "</clusternodes>\n", "</clusternodes>\n  <rm><service name=\"&s;\"/></rm>\n")
+        + "</cluster>\n")
+    err = rejected(path, rules)
+    assert "TOPSECRET" not in str(err)
+    assert err.reports[0].code == "E_XML"
+    in_text = write_conf(full=HEADER.replace("?>\n", "?>\n" + doctype, 1).replace(
+        "</clusternodes>\n", "</clusternodes>\n  <rm><service name=\"a\">&s;</service></rm>\n")
+        + "</cluster>\n")
+    loaded = load(in_text, rules)
+    assert "TOPSECRET" not in repr(loaded.config)

@@ -11,17 +11,33 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-_TIME_SEGMENT = re.compile(r"(\d+)([A-Za-z]?)")
+_TIME_SEGMENT = re.compile(r"([0-9]+)([A-Za-z]?)", re.ASCII)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
+#: expand_time saturates here (about 31,700 years) instead of converting an
+#: absurdly long digit string, which Python refuses beyond 4,300 digits.
+TIME_LIMIT = 10**12
+
+
 def expand_time(value: str | None) -> int:
-    """rgmanager's ``expand_time``: ``"1h30m"`` -> 5400; unknown unit -> 0 for that part."""
+    """rgmanager's ``expand_time``: ``"1h30m"`` -> 5400; unknown unit -> 0 for that part.
+
+    Never raises: a part longer than 12 digits counts as :data:`TIME_LIMIT`, and
+    so does a total above it (the config parser rejects such values with a
+    located error; this keeps every other caller safe).
+    """
     if not value:
         return 0
     total = 0
     for digits, unit in _TIME_SEGMENT.findall(value.strip()):
-        total += int(digits) * _UNITS.get(unit.lower(), 0)
+        if not digits.isascii():
+            continue
+        digits = digits.lstrip("0")
+        n = TIME_LIMIT if len(digits) > 12 else int(digits or "0")
+        total += n * _UNITS.get(unit.lower(), 0)
+        if total >= TIME_LIMIT:
+            return TIME_LIMIT
     return total
 
 

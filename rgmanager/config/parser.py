@@ -1,9 +1,15 @@
 """Read cluster.conf into the immutable model, reporting every problem found.
 
-Resource elements are checked against the agents' rules here (unknown types,
-unknown attributes, bad booleans) before the RelaxNG pass, because a rule
--aware message ("unknown resource type 'fss'") beats libxml2's generic one;
-RelaxNG then guards the structure of everything else.
+Order, so that no input crashes or stalls: the nesting depth is checked
+first with an iterative walk (nothing recursive runs on a deeper tree); the
+fixed structure of ``etc/cluster.rng`` is checked in one linear pass with
+exact messages (:mod:`.structure`); resource elements are checked against
+the agents' rules (unknown types and attributes, booleans, bounded integers
+and times, ``<action>`` overrides, stray text), because a rule-aware message
+("unknown resource type 'fss'") beats libxml2's generic one. Only then does
+libxml2 validate the grammar, on the document with the already checked
+resource subtrees cut off, which keeps its backtracking validator linear.
+Every problem found is reported, not just the first.
 """
 
 from __future__ import annotations
@@ -31,11 +37,18 @@ from .model import (
     frozen_map,
 )
 from .schema import SPECIAL_ATTRS, relaxng_for
+from .structure import check_depth, check_structure, integer_error, time_error
 
 TRUE_WORDS = frozenset({"1", "yes", "true", "on"})
 FALSE_WORDS = frozenset({"0", "no", "false", "off"})
 RM_CONTAINERS = frozenset({"failoverdomains", "resources", "resource-defaults", "events"})
 RECOVERY_POLICIES = ("restart", "relocate", "disable", "restart-disable")
+#: Attributes read as times (rgmanager's expand_time) wherever they appear.
+TIME_ATTRS = frozenset({"restart_expire_time", "__restart_expire_time",
+                        "__failure_expire_time"})
+#: Per-reference attributes read as counts.
+COUNT_ATTRS = frozenset({"__max_restarts", "__max_failures"})
+ACTION_ATTRS = ("name", "depth", "timeout", "interval")
 
 
 def parse_bool(value: str) -> bool:
@@ -71,12 +84,60 @@ class _Reader:
         raw = el.get(name)
         if raw is None:
             return default
-        try:
-            return int(raw)
-        except ValueError:
-            self.r.error("E_BAD_INTEGER", f"attribute {name}={raw!r} is not an integer",
-                         self.src(el))
+        problem = integer_error(raw)
+        if problem:
+            self.r.error("E_BAD_INTEGER", f"attribute {name}: {problem}", self.src(el))
             return default
+        return int(raw)
+
+    def value(self, el: etree._Element, name: str, value: str, type_: str) -> bool:
+        """Check one typed value (a rule parameter or a per-reference flag)."""
+        if type_ == "boolean":
+            try:
+                parse_bool(value)
+            except ValueError as err:
+                self.r.error("E_BAD_BOOLEAN", f"attribute {name}: {err}", self.src(el))
+                return False
+        elif type_ == "integer":
+            problem = integer_error(value)
+            if problem:
+                self.r.error("E_BAD_INTEGER", f"attribute {name}: {problem}", self.src(el))
+                return False
+        if name in TIME_ATTRS:
+            problem = time_error(value)
+            if problem:
+                self.r.error("E_BAD_TIME", f"attribute {name}: {problem}", self.src(el))
+                return False
+        return True
+
+    def special(self, el: etree._Element, name: str, value: str) -> bool:
+        """The per-reference ``__*`` attributes every resource element may carry."""
+        if name in COUNT_ATTRS:
+            problem = integer_error(value, "nonNegativeInteger")
+            if problem:
+                self.r.error("E_BAD_INTEGER", f"attribute {name}: {problem}", self.src(el))
+                return False
+            return True
+        if name == "__enforce_timeouts":
+            return self.value(el, name, value, "boolean")
+        if name == "__independent_subtree":
+            if value.strip().lower() not in ("0", "1", "2", "yes", "no", "non-critical"):
+                self.r.error("E_BAD_VALUE", f"__independent_subtree={value!r}: use 0, 1 (yes) "
+                             "or 2 (non-critical)", self.src(el))
+                return False
+            return True
+        return self.value(el, name, value, "string")
+
+    def stray_text(self, el: etree._Element) -> bool:
+        """Resource and action elements hold elements only; report other text."""
+        texts = [el.text] + [c.tail for c in el]
+        text = next((t.strip() for t in texts if t and t.strip()), None)
+        if text is None:
+            return True
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        self.r.error("E_SCHEMA", f"does not match the schema: unexpected text {shown!r} in "
+                     f"<{el.tag}>", self.src(el))
+        return False
 
     # -- resources -------------------------------------------------------
     def resource(self, el: etree._Element) -> ResourceDecl | None:
@@ -86,11 +147,14 @@ class _Reader:
             self.r.error("E_UNKNOWN_TYPE",
                          f"unknown resource type '{tag}' (no agent provides it)", self.src(el))
             return None
-        ok = True
+        ok = self.stray_text(el)
         is_ref = el.get("ref") is not None
         for raw_name, raw_value in el.attrib.items():
             name, value = str(raw_name), str(raw_value)
-            if name == "ref" or name in SPECIAL_ATTRS:
+            if name == "ref":
+                continue
+            if name in SPECIAL_ATTRS:
+                ok = self.special(el, name, value) and ok
                 continue
             param = rule.param(name)
             if param is None:
@@ -101,24 +165,7 @@ class _Reader:
             if is_ref:
                 self.r.warning("W_REF_ATTR", f"attribute '{name}' on a reference is ignored; "
                                f"set it on the referenced resource", self.src(el))
-            if param.type == "boolean":
-                try:
-                    parse_bool(str(value))
-                except ValueError as err:
-                    self.r.error("E_BAD_BOOLEAN", f"attribute {name}: {err}", self.src(el))
-                    ok = False
-            elif param.type == "integer":
-                try:
-                    int(value)
-                except ValueError:
-                    self.r.error("E_BAD_INTEGER", f"attribute {name}={value!r} is not an integer",
-                                 self.src(el))
-                    ok = False
-        ist = el.get("__independent_subtree")
-        if ist is not None and ist.strip().lower() not in ("0", "1", "2", "yes", "no",
-                                                           "non-critical"):
-            self.r.error("E_BAD_VALUE", f"__independent_subtree={ist!r}: use 0, 1 (yes) "
-                         "or 2 (non-critical)", self.src(el))
+            ok = self.value(el, name, value, param.type) and ok
         children: list[ResourceDecl] = []
         actions: list[ActionOverride] = []
         for child in el:
@@ -128,6 +175,8 @@ class _Reader:
                 act = self.action(child)
                 if act:
                     actions.append(act)
+                else:
+                    ok = False
                 continue
             decl = self.resource(child)
             if decl is None:
@@ -140,15 +189,50 @@ class _Reader:
                             tuple(children), tuple(actions), self.src(el))
 
     def action(self, el: etree._Element) -> ActionOverride | None:
+        ok = self.stray_text(el)
+        for child in el:
+            if isinstance(child.tag, str):
+                self.r.error("E_SCHEMA", f"does not match the schema: unexpected element "
+                             f"<{child.tag}> in <action> (an action has no children)",
+                             self.src(child))
+                ok = False
+        for attr in map(str, el.attrib):
+            if attr not in ACTION_ATTRS:
+                self.r.error("E_UNKNOWN_ATTR", f"unknown attribute '{attr}' for <action> "
+                             f"(allowed: {', '.join(ACTION_ATTRS)})", self.src(el))
+                ok = False
         name = el.get("name")
         if not name:
             self.r.error("E_MISSING_ATTR", "action has no name", self.src(el))
+            ok = False
+        depth = el.get("depth")
+        if depth is not None and depth.strip() != "*":
+            problem = integer_error(depth, "nonNegativeInteger")
+            if problem:
+                self.r.error("E_BAD_VALUE", f"action depth: {problem} (use a number or *)",
+                             self.src(el))
+                ok = False
+            else:
+                depth = str(int(depth))
+        elif depth is not None:
+            depth = "*"
+        times: dict[str, int | None] = {}
+        for attr in ("timeout", "interval"):
+            raw = el.get(attr)
+            times[attr] = None
+            if raw is None:
+                continue
+            problem = time_error(raw)
+            if problem:
+                self.r.error("E_BAD_TIME", f"action {attr}: {problem}", self.src(el))
+                ok = False
+            else:
+                times[attr] = expand_time(raw)
+        if not ok or not name:
             return None
-        timeout = el.get("timeout")
-        interval = el.get("interval")
-        return ActionOverride(name, el.get("depth"),
-                              None if timeout is None else expand_time(timeout),
-                              None if interval is None else max(1, expand_time(interval)))
+        interval = times["interval"]
+        return ActionOverride(name, depth, times["timeout"],
+                              None if interval is None else max(1, interval))
 
     # -- the rest ----------------------------------------------------------
     def nodes(self, root: etree._Element) -> tuple[ClusterNode, ...]:
@@ -244,7 +328,8 @@ class _Reader:
                 self.r.error("E_UNKNOWN_TYPE", f"resource-defaults for unknown resource type "
                              f"'{el.tag}'", self.src(el))
                 continue
-            for name in map(str, el.attrib):
+            for name, value in el.attrib.items():
+                name = str(name)
                 p = rule.param(name)
                 if p is None:
                     self.r.error("E_UNKNOWN_ATTR", f"unknown attribute '{name}' for resource "
@@ -252,6 +337,8 @@ class _Reader:
                 elif p.primary or p.unique:
                     self.r.error("E_BAD_DEFAULT", f"'{name}' is primary/unique and cannot have "
                                  "a default", self.src(el))
+                else:
+                    self.value(el, name, str(value), p.type)
             out[str(el.tag)] = frozen_map({str(k): str(v) for k, v in el.attrib.items()})
         return MappingProxyType(out)
 
@@ -298,22 +385,47 @@ def _walk(decls: tuple[ResourceDecl, ...]) -> list[ResourceDecl]:
 
 
 def _warn_restarts(r: Reporter, d: ResourceDecl, count: str, window: str) -> None:
-    try:
-        n = int(d.attrs.get(count, "0"))
-    except ValueError:
-        r.error("E_BAD_INTEGER", f"attribute {count}={d.attrs[count]!r} is not an integer",
-                d.source)
-        return
+    raw = d.attrs.get(count)
+    if raw is None or integer_error(raw):
+        return  # reported when the element was read
+    n = int(raw)
     if n > 0 and not expand_time(d.attrs.get(window)):
         r.warning("W_NO_EXPIRE", f"{count}={n} without {window}: the counter never expires",
                   d.source)
 
 
-def _element_at(doc: etree._ElementTree, line: int) -> str:
-    for el in doc.iter():
-        if isinstance(el.tag, str) and el.sourceline == line:
-            return str(el.tag)
-    return "cluster"
+def _elements_by_line(root: etree._Element) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for el in root.iter():
+        if isinstance(el.tag, str) and isinstance(el.sourceline, int):
+            out.setdefault(el.sourceline, str(el.tag))
+    return out
+
+
+def _relaxng(path: str, root: etree._Element, rules: RuleSet, resource_els: list[etree._Element],
+             r: Reporter) -> None:
+    """libxml2's RelaxNG pass over the structure, every error it logs reported.
+
+    The resource elements' contents were checked against the rules already;
+    they are cut off first (the tree is not used again), so that libxml2's
+    backtracking never meets a long run of children.
+    """
+    for el in resource_els:
+        el.text = None
+        del el[:]
+    schema = relaxng_for(rules)
+    if schema.validate(root.getroottree()):
+        return
+    tags = _elements_by_line(root)
+    seen: set[tuple[int, str]] = set()
+    for e in schema.error_log:
+        key = (e.line, e.message)
+        if key in seen:
+            continue
+        seen.add(key)
+        line = e.line if e.line > 0 else None
+        r.error("E_SCHEMA", f"does not match the schema: {e.message}",
+                Source(path, line, tags.get(e.line, "cluster")))
 
 
 def load_config(path: str | Path, rules: RuleSet) -> tuple[ClusterConfig, list[Report]]:
@@ -333,11 +445,13 @@ def load_config(path: str | Path, rules: RuleSet) -> tuple[ClusterConfig, list[R
     except etree.XMLSyntaxError as err:
         r.error("E_XML", f"malformed XML: {err.msg}", Source(path, err.lineno, "xml"))
         raise ConfigError(r.reports) from None
-    tree = root.getroottree()
     reader = _Reader(path, rules, r)
     if root.tag != "cluster":
         r.error("E_SCHEMA", f"root element is <{root.tag}>, expected <cluster>", reader.src(root))
         raise ConfigError(r.reports)
+    if not check_depth(path, root, r):
+        raise ConfigError(r.reports)
+    resource_els = check_structure(path, root, r)
 
     rm = root.find("rm")
     resources: list[ResourceDecl] = []
@@ -354,12 +468,7 @@ def load_config(path: str | Path, rules: RuleSet) -> tuple[ClusterConfig, list[R
                 if decl:
                     services.append(decl)
     if not r.errors:
-        schema = relaxng_for(rules)
-        if not schema.validate(tree):
-            e = schema.error_log.last_error
-            if e is not None:
-                r.error("E_SCHEMA", f"does not match the schema: {e.message}",
-                        Source(path, e.line, _element_at(tree, e.line)))
+        _relaxng(path, root, rules, resource_els, r)
     r.raise_if_errors()
 
     nodes = reader.nodes(root)

@@ -3,6 +3,16 @@
 As rgmanager's tools did, the resource part is built from the agents'
 meta-data, so a new agent is valid in cluster.conf the moment it is
 installed and the schema is never written twice.
+
+The resource grammar is shaped for libxml2's validator, whose time grows with
+the square of an element's children and multiplies with each
+``<optional><attribute>``: a resource's attributes are one repeated
+attribute pattern over a choice of the allowed names, and its children an
+``<interleave>`` of resources and actions. Required attributes and value
+types are not in the grammar; the parser checks them with the agents' rules
+(with exact messages) before libxml2 runs, and hands libxml2 the document
+with the resource subtrees already checked and cut off (see
+:mod:`.parser`), so validation is linear.
 """
 
 from __future__ import annotations
@@ -55,12 +65,12 @@ def generate_grammar(rules: Iterable[ResourceRule], base: Path = BASE_SCHEMA) ->
         element = _el("element", choice, name=rule.type)
         names = ["ref", *SPECIAL_ATTRS]
         names += [p.name for p in rule.params if p.name not in names]
+        allowed = _el("choice", _el("attribute", _el("zeroOrMore", element)))
         for name in names:
-            _el("attribute", _el("optional", element), name=name)
-        more = _el("zeroOrMore", element)
-        inner = _el("choice", more)
-        _el("ref", inner, name="RESOURCE")
-        _el("ref", inner, name="ACTION")
+            _el("name", allowed).text = name
+        inner = _el("interleave", element)
+        _el("ref", _el("zeroOrMore", inner), name="RESOURCE")
+        _el("ref", _el("zeroOrMore", inner), name="ACTION")
     return etree.tostring(grammar, pretty_print=True, encoding="unicode")
 
 

@@ -19,25 +19,33 @@ from .model import Forest, Node, Resource
 
 def apply_overrides(actions: tuple[ActionRule, ...], overrides: tuple[ActionOverride, ...]
                     ) -> tuple[ActionRule, ...]:
-    """``<action>`` children: change matching actions, or add a complete new one."""
+    """``<action>`` children: change matching actions, or add a complete new one.
+
+    The parser rejects a depth that is neither ``*`` nor a number with a
+    located error; an override built some other way with such a depth matches
+    nothing and adds nothing rather than raising.
+    """
     out = list(actions)
     for o in overrides:
+        depth: int | None = None
+        if o.depth not in (None, "*"):
+            try:
+                depth = int(o.depth)
+            except ValueError:
+                continue
         matched = False
         for i, a in enumerate(out):
             if a.name != o.name:
                 continue
-            if o.depth not in (None, "*") and str(a.depth) != o.depth:
+            if depth is not None and a.depth != depth:
                 continue
             matched = True
             out[i] = ActionRule(a.name,
                                 a.timeout if o.timeout is None else o.timeout,
                                 a.interval if o.interval is None else o.interval,
                                 a.depth)
-        if not matched and o.timeout is not None and o.interval is not None \
-                and o.depth not in (None, "*"):
-            out.append(ActionRule(o.name, o.timeout, o.interval, int(o.depth)))
-        elif not matched and o.timeout is not None and o.interval is not None:
-            out.append(ActionRule(o.name, o.timeout, o.interval, 0))
+        if not matched and o.timeout is not None and o.interval is not None:
+            out.append(ActionRule(o.name, o.timeout, o.interval, depth or 0))
     return tuple(out)
 
 
