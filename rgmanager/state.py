@@ -61,6 +61,10 @@ class ServiceState:
     relocating_from: str | None = None  # owner a relocation started from (fallback)
     request: str | None = None  # id of the user request waiting for this service
     request_origin: str | None = None
+    # Stopped on purpose (``clusvcadm -s``) or after every node failed it: not
+    # started again by service events, only by the next membership change or a
+    # request (rgmanager's eval_groups on node events).
+    held: bool = False
 
     @property
     def code(self) -> int:
@@ -71,6 +75,17 @@ class ServiceState:
         """Occupies its owner (for exclusivity and relocation)."""
         return self.state in (State.STARTING, State.STARTED, State.STOPPING) and \
             self.owner is not None
+
+    @property
+    def occupies(self) -> str | None:
+        """The node this service may be running on: its owner, or for a service
+        whose stop failed, the node where it failed (it may still run there, so
+        an exclusive service must not go there, nor anything go next to it)."""
+        if self.running:
+            return self.owner
+        if self.state == State.FAILED:
+            return self.last_owner
+        return None
 
     def part_restart_times(self, path: str) -> tuple[float, ...]:
         for p, times in self.part_restarts:

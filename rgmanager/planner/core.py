@@ -66,15 +66,23 @@ class _Planner:
         self.quorate = membership.quorate
         self.now = now
         self.plan = Plan(self.table)
+        self.stopped_now: set[str] = set()  # services this event brought to a stop
 
     # -- bookkeeping -------------------------------------------------------
     def put(self, ss: ServiceState) -> None:
+        if ss.state == State.STOPPED and self.table.get(ss.name).state != State.STOPPED:
+            self.stopped_now.add(ss.name)
         self.table = self.table.put(ss)
 
     def note(self, text: str) -> None:
         self.plan.notes.append(text)
 
     def act(self, action: Action) -> None:
+        # The last line of defence for the first safety rule: a node without
+        # quorum starts nothing, whatever path asked for it.
+        if not self.quorate and isinstance(action, Start | StartParts | RestartParts):
+            self.note(f"{action.service}: not started on {action.node}: no quorum")
+            return
         self.plan.actions.append(action)
 
     def reply(self, ss: ServiceState, code: int, owner: str | None = None,
@@ -95,9 +103,16 @@ class _Planner:
 
     def start(self, ss: ServiceState, node: str, why: str, recover: bool = False
               ) -> ServiceState:
+        if not self.quorate:
+            ss = self.reply(ss.moved(State.STOPPED, self.now, after_stop="stopped",
+                                     target=None, tried=(), relocating_from=None),
+                            codes.EQUORUM)
+            self.put(ss)
+            self.note(f"{ss.name}: not started on {node} ({why}): no quorum; left stopped")
+            return ss
         # A full start revives non-critical parts a failure had left stopped.
         ss = ss.moved(State.STARTING, self.now, owner=node, after_stop="stopped", target=None,
-                      partial=False, disabled_parts=(), part_restarts=())
+                      partial=False, disabled_parts=(), part_restarts=(), held=False)
         self.put(ss)
         self.act(Start(ss.name, node, recover))
         self.note(f"{ss.name}: starting on {node} ({why})")
@@ -128,6 +143,11 @@ class _Planner:
         elif isinstance(event, PartsDone):
             self.parts_done(event)
         self.dependency_stops()
+        # Whatever this event freed (a disable, a stop, a relocation away, a
+        # service that is now started for its dependants) may let a waiting
+        # service start: re-evaluate every one this event did not itself stop.
+        self.evaluate([s for s in self.table if s.name not in self.stopped_now and not s.held],
+                      quiet=True)
         self.plan.table = self.table
 
     def nodes_changed(self, ev: NodesChanged) -> None:
@@ -141,12 +161,35 @@ class _Planner:
             self.note(f"node {node} left the cluster")
         if not self.quorate:
             self.note("no quorum: no service is placed or recovered")
+            self.emergency_stops()
             return
+        # A membership change reconsiders everything, also what was held back.
+        for ss in list(self.table):
+            if ss.held:
+                self.put(replace(ss, held=False))
         self.recover_orphans(rejoined=joined)
         for ss in list(self.table):
             if ss.state == State.STARTED and not ss.frozen and joined and not ss.request:
                 self.failback(ss, joined)
         self.evaluate(list(self.table))
+
+    def emergency_stops(self) -> None:
+        """Without quorum a node cannot prove it owns anything: every member of
+        this partition stops what it runs, at once, as rgmanager's emergency
+        stop did. The table marks them stopped (starting again is for a quorate
+        cluster to decide), so no later event of this partition can restart
+        them, and a node that rejoins is never taken for their owner."""
+        for ss in list(self.table):
+            if ss.owner is None or ss.owner not in self.members or ss.state not in (
+                    State.STARTING, State.STARTED, State.STOPPING):
+                continue
+            node = ss.owner
+            self.act(Stop(ss.name, node, "no quorum: emergency stop", emergency=True))
+            self.put(self.reply(ss.moved(State.STOPPED, self.now, after_stop="stopped",
+                                         target=None, tried=(), relocating_from=None),
+                                codes.EQUORUM))
+            self.note(f"{ss.name}: no quorum; emergency stop on {node} (placed again when "
+                      "quorum returns)")
 
     def recover_orphans(self, rejoined: tuple[str, ...] = ()) -> None:
         """Take over every service whose owner is no longer a member, whenever
@@ -212,8 +255,11 @@ class _Planner:
                           tried=(ss.owner or "",))
                 return
 
-    def evaluate(self, states: list[ServiceState]) -> None:
-        """Place services that are stopped (or new) where the cluster would."""
+    def evaluate(self, states: list[ServiceState], quiet: bool = False) -> None:
+        """Place services that are stopped (or new) where the cluster would.
+
+        ``quiet``: the re-evaluation after every event says only what it
+        starts (a service that keeps waiting was explained when it stopped)."""
         if not self.quorate:
             return
         for ss in states:
@@ -231,13 +277,25 @@ class _Planner:
             if ss.state != State.STOPPED:
                 continue
             if not self.depend_met(spec):
-                self.note(f"{ss.name}: waits for {spec.depend} (dependency not started)")
+                if not quiet:
+                    self.note(f"{ss.name}: waits for {spec.depend} (dependency not started)")
                 continue
+            explained = spec.name in self.plan.explain
             chosen = self.choose(spec)
             if chosen is None:
-                self.note(f"{ss.name}: stays stopped ({self.why_nowhere(spec)})")
+                if quiet:
+                    if not explained:
+                        del self.plan.explain[spec.name]
+                else:
+                    self.note(f"{ss.name}: stays stopped ({self.why_nowhere(spec)})")
                 continue
             self.start(ss, chosen.node, f"{chosen.reason}")
+
+    def eligible_here(self, spec: ServiceSpec, node: str) -> bool:
+        """May ``node`` run the service now (online, allowed by its domain, no
+        exclusivity conflict)? For going back where a relocation started."""
+        cands = candidates(self.model, spec, self.table, self.online)
+        return any(c.node == node and c.eligible for c in cands)
 
     def depend_met(self, spec: ServiceSpec) -> bool:
         if not spec.depend or spec.depend not in self.model.services:
@@ -304,19 +362,22 @@ class _Planner:
                 if target else None
             chosen = chosen or self.choose(spec, ss.tried)
             if chosen is None:
-                if ev.node in self.online:
+                if self.eligible_here(spec, ev.node):
                     self.note(f"{ss.name}: no other node can run it; restarting on {ev.node}")
                     ss = self.start(ss, ev.node, "relocation failed, restarting locally", True)
                     self.put(self.reply(ss, codes.ERELO, ev.node) if ss.request else ss)
                 else:
-                    self.put(self.reply(ss.moved(State.STOPPED, self.now), codes.FAILURE))
+                    self.put(self.reply(ss.moved(State.STOPPED, self.now, held=True),
+                                        codes.FAILURE))
+                    self.note(f"{ss.name}: no node can take it after the stop on {ev.node}; "
+                              "left stopped until the next membership change or request")
                 return
             self.start(ss, chosen.node, f"relocated from {ev.node}: {chosen.reason}", True)
         else:  # recover after a failed start
             ss = ss.moved(State.RECOVERING, self.now)
             chosen = self.choose(spec, ss.tried)
             origin = ss.relocating_from
-            if chosen is None and origin in self.online:
+            if chosen is None and origin is not None and self.eligible_here(spec, origin):
                 # rgmanager's "#70: Failed to relocate S; restarting locally".
                 self.note(f"{ss.name}: failed to relocate (no target could start it); "
                           f"restarting on the original owner {origin}")
@@ -326,9 +387,10 @@ class _Planner:
                 return
             if chosen is None:
                 ss = self.reply(ss.moved(State.STOPPED, self.now, tried=(),
-                                         relocating_from=None), codes.FAILURE)
+                                         relocating_from=None, held=True), codes.FAILURE)
                 self.put(ss)
-                self.note(f"{ss.name}: no node left to try; left stopped")
+                self.note(f"{ss.name}: no node left to try; left stopped until the next "
+                          "membership change or request")
                 return
             self.start(ss, chosen.node, f"recovery after failed start on {ev.node}: "
                        f"{chosen.reason}", recover=True)
@@ -336,6 +398,9 @@ class _Planner:
     def status_failed(self, ev: StatusFailed) -> None:
         ss = self.table.get(ev.service)
         if ss.state != State.STARTED or ss.owner != ev.node or ss.frozen or ss.request:
+            return
+        if not self.quorate:
+            self.note(f"{ss.name}: status failure on {ev.node} ignored: no quorum")
             return
         spec = self.spec(ss.name)
         part_name = self.part_name(spec, ev.part)
@@ -501,6 +566,10 @@ class _Planner:
         if ev.op in ("disable", "stop"):
             final = State.DISABLED if ev.op == "disable" else State.STOPPED
             after = "disabled" if ev.op == "disable" else "stopped"
+            if ev.op == "stop":  # stays stopped until a membership change or a request
+                pending = replace(pending, held=True)
+                if ss.state == State.STOPPED:
+                    self.put(replace(ss, held=True))
             if ss.state == State.STARTED:
                 self.note(f"{ss.name}: {ev.op} requested on {ev.origin} -> stopping on "
                           f"{ss.owner}")
@@ -512,7 +581,7 @@ class _Planner:
                 self.stop(replace(pending, owner=ss.last_owner), after, f"{ev.op} of failed")
                 return None
             if ev.op == "disable" or ss.state in (State.FAILED, State.UNINITIALIZED):
-                self.put(ss.moved(final, self.now))
+                self.put(ss.moved(final, self.now, held=ev.op == "stop"))
             return answer(codes.SUCCESS)
         if ss.state != State.STARTED:
             return answer(codes.EINVAL)

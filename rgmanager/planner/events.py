@@ -104,9 +104,14 @@ class Start:
 
 @dataclass(frozen=True)
 class Stop:
+    """``emergency``: a stop on quorum loss. The table already says stopped,
+    so its completion is not reported (rgmanager's emergency stop did not
+    touch the state either)."""
+
     service: str
     node: str
     why: str = ""
+    emergency: bool = False
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def score(spec: ServiceSpec, node: str, online: Collection[str], ss: ServiceStat
 
 def _exclusive_conflict(model: PlanModel, spec: ServiceSpec, node: str, table: Table
                         ) -> str | None:
-    others = [s for s in table if s.running and s.owner == node and s.name != spec.name]
+    others = [s for s in table if s.occupies == node and s.name != spec.name]
     if spec.exclusive and others:
         return f"exclusive, node runs {others[0].name}"
     for s in others:
