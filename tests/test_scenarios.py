@@ -365,15 +365,17 @@ def test_cli_json_and_state_chain(conf: Path, tmp_path: Path) -> None:
     assert data["steps"][0]["explain"] == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--event", "node-down"), "bad event 'node-down'"),
-    (("--event", "fail:script:nosuch"), "no service or resource"),
-    (("--state", "/nonexistent/state.json"), "No such file"),
+@pytest.mark.parametrize("args, message, code", [
+    # 2 means "configuration rejected": a bad command line is a usage error
+    # (64) and an unusable state file a data error (65).
+    (("--event", "node-down"), "bad event 'node-down'", 64),
+    (("--event", "fail:script:nosuch"), "no service or resource", 64),
+    (("--state", "/nonexistent/state.json"), "No such file", 65),
 ])
-def test_cli_errors_exit_2(conf: Path, tmp_path: Path, args: tuple[str, ...],
-                           message: str) -> None:
+def test_cli_errors_exit_codes(conf: Path, tmp_path: Path, args: tuple[str, ...],
+                               message: str, code: int) -> None:
     r = rg_test("simulate", str(conf), *args, cache=tmp_path)
-    assert r.returncode == 2
+    assert r.returncode == code
     assert message in r.stderr and r.stdout == ""
 
 

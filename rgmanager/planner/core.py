@@ -528,7 +528,7 @@ class _Planner:
         if ss.state in TRANSITIONAL or ss.state == State.RECOVERING or ss.request:
             return answer(codes.EAGAIN)
         if ev.op == "migrate":
-            return answer(codes.EUNSUPPORTED)
+            return answer(codes.EINVAL)
         if ev.node is not None and ev.node not in self.online:
             return answer(codes.ENODE)
         pending = replace(ss, request=ev.id, request_origin=ev.origin)
