@@ -2,7 +2,10 @@
 
 Decisions live in the planner and their execution in the manager; this
 module only wires them to the outside world and keeps running through bad
-configurations (a rejected reload changes nothing that runs).
+input: a reload that fails for any reason (rejected file, unreadable file,
+a configuration deep enough to exhaust the recursion limit, a bug) is logged
+once and changes nothing that runs. Reloads are loaded and validated in a
+worker thread, so a slow validation never delays SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from .cluster.base import Cluster
 from .cluster.local import LocalCluster
 from .config.model import ClusterConfig
 from .control import ControlServer
-from .errors import ConfigError
+from .errors import ConfigError, Severity
 from .loader import Loaded, load
 from .manager import Manager
+from .pidlock import AlreadyRunning, PidLock
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,8 @@ class Options:
     config_poll: float = 5.0
     log_to_stderr: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The one-daemon-per-node lock (see rgmanager.pidlock); None takes none (in-process use).
+    lock_file: str | None = None
 
 
 def _on(value: str | None) -> bool:
@@ -131,10 +137,66 @@ def notify_systemd(state: str) -> None:
         log.debug("sd_notify failed: %s", err)
 
 
+FileStamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: str) -> FileStamp | str:
+    """What identifies one version of a file (or why it cannot be stat()ed)."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return f"{err.strerror or err}"
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def peek_config_version(path: str) -> int | None:
+    """``config_version`` of the root element, reading no further than its start tag.
+
+    ``None`` when the file does not even start as XML (the full load then says
+    where and why). Raises ``OSError`` for an unreadable file.
+    """
+    try:
+        for _event, el in etree.iterparse(path, events=("start",), huge_tree=True,
+                                          resolve_entities=False, no_network=True):
+            return int(el.get("config_version", "0"))
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    return None
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 class Daemon:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
+        self.pidlock: PidLock | None = None
+        if opts.lock_file:
+            # Before anything else: a second daemon must not touch the first one's services.
+            self.pidlock = PidLock(opts.lock_file)
+            try:
+                self.pidlock.acquire()
+            except AlreadyRunning:
+                self.pidlock = None
+                raise
+            except OSError as err:
+                self.pidlock = None
+                raise StartupError(f"cannot take the lock file {opts.lock_file}: "
+                                   f"{err.strerror or err}") from None
+        try:
+            self._init()
+        except BaseException:
+            self.release_lock()
+            raise
+
+    def _init(self) -> None:
+        opts = self.opts
         self.rules: RuleSet = load_rules(default_agent_dirs(opts.agent_dirs))
+        self._seen_stamp: FileStamp | str | None = file_stamp(opts.conf)
         self.loaded = self._load()
         configure_logging(self.loaded.config, opts.log_to_stderr)
         for r in self.loaded.reports:
@@ -145,9 +207,18 @@ class Daemon:
         self.server: ControlServer | None = None
         self.locked = False
         self.stopping = threading.Event()
-        self.reload_requested = threading.Event()
         self.wake = threading.Event()
-        self._seen_stamp: tuple[int, int] | None = None
+        # Reloads: the worker thread loads and validates (however long it takes);
+        # one reload at a time; applying and shutting down exclude each other.
+        self.reload_requested = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._apply_lock = threading.Lock()
+        self._reloader: threading.Thread | None = None
+
+    def release_lock(self) -> None:
+        if self.pidlock is not None:
+            self.pidlock.release()
+            self.pidlock = None
 
     def _load(self) -> Loaded:
         try:
@@ -155,6 +226,11 @@ class Daemon:
         except ConfigError as err:
             raise StartupError("configuration rejected:\n" + "\n".join(
                 str(r) for r in err.reports)) from None
+        except RecursionError:
+            raise StartupError(f"configuration rejected: {self.opts.conf}: nested too "
+                               "deeply") from None
+        except OSError as err:
+            raise StartupError(f"cannot read {self.opts.conf}: {err.strerror or err}") from None
 
     def _backend(self) -> Cluster:
         if self.opts.backend == "local":
@@ -174,7 +250,7 @@ class Daemon:
         if op == "lock_status":
             return {"code": codes.SUCCESS, "text": "Success", "locked": self.locked}
         if op == "reload":
-            return self.reload()
+            return self.reload("control request")
         if op not in REQUEST_OPS:
             return {"code": codes.EINVAL, "text": f"unknown operation {op!r}"}
         service = str(req.get("service") or "")
@@ -185,64 +261,160 @@ class Daemon:
         return {"code": reply.code, "text": reply.text, "owner": reply.owner}
 
     # -- reconfiguration ---------------------------------------------------------
-    def reload(self) -> dict[str, Any]:
+    def reload(self, trigger: str = "request") -> dict[str, Any]:
+        """Load, validate and apply the file if its config_version is higher.
+
+        Never raises: whatever goes wrong is logged (one ERROR line; the
+        traceback at DEBUG) and the configuration in force stays in force.
+        Called by the reload worker (SIGHUP, poll) and by control requests.
+        """
+        with self._reload_lock:
+            try:
+                return self._reload(trigger)
+            except Exception as err:  # a bug of ours: still never fatal
+                log.error("reload (%s) failed: %s; configuration %d stays in force",
+                          trigger, _describe(err), self.loaded.config.config_version)
+                log.debug("reload failure", exc_info=True)
+                return {"code": codes.FAILURE, "text": f"reload failed: {_describe(err)}; "
+                        "nothing changed"}
+
+    def _reload(self, trigger: str) -> dict[str, Any]:
+        self._seen_stamp = file_stamp(self.opts.conf)  # the poll need not look at it again
+        current = self.loaded.config.config_version
         try:
             new = load(self.opts.conf, self.rules)
         except ConfigError as err:
+            errors = [r for r in err.reports if r.severity == Severity.ERROR]
+            log.error("reload (%s) rejected: %s has %d error(s); configuration %d stays "
+                      "in force", trigger, self.opts.conf, len(errors), current)
             for r in err.reports:
-                log.error("reload rejected: %s", r)
+                log.log(logging.ERROR if r.severity == Severity.ERROR else logging.WARNING,
+                        "reload rejected: %s", r)
             return {"code": codes.EINVAL, "text": "configuration rejected; nothing changed",
                     "reports": [r.as_dict() for r in err.reports]}
-        old_version = self.loaded.config.config_version
-        done = self.manager.reload(new)
-        self.loaded = new
-        configure_logging(new.config, self.opts.log_to_stderr)
-        log.info("configuration %d -> %d applied (%d changes)", old_version,
-                 new.config.config_version, len(done))
+        except Exception as err:  # RecursionError (deep nesting), OSError, MemoryError, bugs
+            log.error("reload (%s) failed: %s: %s; configuration %d stays in force",
+                      trigger, self.opts.conf, _describe(err), current)
+            log.debug("reload failure", exc_info=True)
+            return {"code": codes.FAILURE, "text": f"reload failed: {_describe(err)}; "
+                    "nothing changed"}
+        version = new.config.config_version
+        if version <= current:
+            log.warning("reload (%s) refused: config_version %d in %s is not higher than "
+                        "%d in force; nothing changed", trigger, version, self.opts.conf,
+                        current)
+            return {"code": codes.EINVAL, "text": f"config_version {version} is not higher "
+                    f"than {current} in force; nothing changed"}
+        with self._apply_lock:
+            if self.stopping.is_set():
+                log.info("reload to config_version %d abandoned: shutting down", version)
+                return {"code": codes.EAGAIN, "text": "shutting down; nothing changed"}
+            try:
+                done = self.manager.reload(new)
+            except Exception as err:
+                log.error("reload to config_version %d failed while applying: %s; "
+                          "configuration %d stays in force", version, _describe(err), current)
+                log.debug("reload failure", exc_info=True)
+                return {"code": codes.FAILURE, "text": f"reload failed: {_describe(err)}"}
+            self.loaded = new
+        try:
+            configure_logging(new.config, self.opts.log_to_stderr)
+        except Exception as err:
+            log.error("<logging> of config_version %d not applied: %s", version,
+                      _describe(err))
+        for r in new.reports:
+            log.warning("%s", r)
+        log.info("configuration %d -> %d applied (%d changes)", current, version, len(done))
         return {"code": codes.SUCCESS, "text": "Success", "changes": done}
 
-    def _config_version_on_disk(self) -> int | None:
-        """Parse the file only when it changed: the poll runs every few seconds."""
+    def poll_config(self) -> None:
+        """The config_version poll: look at the file only when it changed, once per change.
+
+        A changed file with a higher version is reloaded; if it is rejected the
+        errors are logged once, and again only when the file changes again.
+        """
+        stamp = file_stamp(self.opts.conf)
+        if stamp == self._seen_stamp:
+            return
+        self._seen_stamp = stamp
+        if isinstance(stamp, str):
+            log.error("cannot stat %s: %s; configuration %d stays in force", self.opts.conf,
+                      stamp, self.loaded.config.config_version)
+            return
+        current = self.loaded.config.config_version
         try:
-            st = os.stat(self.opts.conf)
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp == self._seen_stamp:
-                return None
-            self._seen_stamp = stamp
-            root = etree.parse(self.opts.conf).getroot()
-            return int(root.get("config_version", "0"))
-        except (OSError, ValueError, etree.XMLSyntaxError):
-            return None
+            version = peek_config_version(self.opts.conf)
+        except OSError as err:
+            log.error("cannot read %s: %s; configuration %d stays in force", self.opts.conf,
+                      err.strerror or err, current)
+            return
+        if version is not None and version <= current:
+            log.info("%s changed but its config_version %d is not higher than %d in force; "
+                     "not reloaded", self.opts.conf, version, current)
+            return
+        if version is None:
+            log.info("%s changed and is not well-formed; checking it", self.opts.conf)
+        else:
+            log.info("config_version %d on disk is newer; reloading", version)
+        self.reload("config_version poll")
+
+    def _reloader_loop(self) -> None:
+        while not self.stopping.is_set():
+            explicit = self.reload_requested.wait(self.opts.config_poll)
+            if self.stopping.is_set():
+                return
+            try:
+                if explicit:
+                    self.reload_requested.clear()
+                    self.reload("SIGHUP")
+                else:
+                    self.poll_config()
+            except Exception as err:  # never let the reloader die
+                log.error("configuration poll failed: %s", _describe(err))
+                log.debug("configuration poll failure", exc_info=True)
+
+    def _ensure_reloader(self) -> None:
+        t = self._reloader
+        if t is not None and t.is_alive():
+            return
+        if t is not None:
+            log.error("reload worker died; restarting it")
+        self._reloader = threading.Thread(target=self._reloader_loop, name="rgmanager-reload",
+                                          daemon=True)
+        self._reloader.start()
 
     # -- life ---------------------------------------------------------------------------
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            self.release_lock()
+
+    def _run(self) -> int:
         if self.opts.stop_at_startup:
             self.manager.stop_all_local("startup: clean slate")
         path = self.opts.socket or os.environ.get("RGMANAGER_SOCKET") or \
             "/var/run/cluster/rgmanager.sock"
         self.server = ControlServer(path, self.handle)
-        self.server.start()
+        try:
+            self.server.start()
+        except OSError as err:
+            raise StartupError(f"cannot serve the control socket {path}: "
+                               f"{err.strerror or err}") from None
         self.manager.start()
         log.info("rgmanager started on %s (cluster %s, config version %d, %d services)",
                  self.node, self.loaded.config.name, self.loaded.config.config_version,
                  len(self.manager.model.services))
         notify_systemd("READY=1")
         while not self.stopping.is_set():
-            self.wake.wait(self.opts.config_poll)
+            self._ensure_reloader()
+            self.wake.wait(1.0)
             self.wake.clear()
-            if self.stopping.is_set():
-                break
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
-                self.reload()
-                continue
-            version = self._config_version_on_disk()
-            if version is not None and version > self.loaded.config.config_version:
-                log.info("config_version %d on disk is newer; reloading", version)
-                self.reload()
         notify_systemd("STOPPING=1")
-        log.info("shutting down: stopping services")
-        self.manager.shutdown(stop_services=True)
+        # A reload being loaded is abandoned; one being applied finishes first.
+        with self._apply_lock:
+            log.info("shutting down: stopping services")
+            self.manager.shutdown(stop_services=True)
         self.server.stop()
         log.info("rgmanager stopped")
         return 0
@@ -250,10 +422,10 @@ class Daemon:
     def request_stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        self.reload_requested.set()  # wake the reloader so it ends
 
     def request_reload(self) -> None:
         self.reload_requested.set()
-        self.wake.set()
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop())

@@ -25,7 +25,9 @@ class Daemon:
         self.state = tmp / "state"
         self.state.mkdir()
         self.lsb = write_lsb(tmp)
+        self.lock = tmp / "rgmanager.pid"
         self.env = {**os.environ, "RGMANAGER_SOCKET": str(self.sock),
+                    "RGMANAGER_LOCK": str(self.lock),
                     "HA_RSCTMP": str(self.state), "RGMANAGER_CACHE_DIR": str(tmp / "cache")}
         self.proc: subprocess.Popen[str] | None = None
 
@@ -149,6 +151,7 @@ def test_demo_config_starts_demo_service(tmp_path: Path) -> None:
     if not demo.exists():
         pytest.skip("setup.sh has not linked the demo script (needs root)")
     env = {**os.environ, "RGMANAGER_SOCKET": str(tmp_path / "s.sock"),
+           "RGMANAGER_LOCK": str(tmp_path / "rgmanager.pid"),
            "RGMANAGER_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "rgmanager.cli.daemon_main", "-c",
                              str(REPO / "etc" / "cluster.conf")], env=env, cwd=REPO,

@@ -1,4 +1,9 @@
-"""rgmanager: the resource group manager daemon (foreground; systemd runs it)."""
+"""rgmanager: the resource group manager daemon (foreground; systemd runs it).
+
+Exit codes: 0 stopped cleanly (SIGTERM/SIGINT); 2 cannot start (configuration
+rejected, unknown node, lock file or control socket unusable); 3 another
+rgmanager already holds the lock file (nothing was touched).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,17 @@ import sys
 from collections.abc import Sequence
 
 from ..daemon import DEFAULT_CONF, Daemon, Options, StartupError
+from ..pidlock import DEFAULT_LOCK, LOCK_ENV, AlreadyRunning
+
+#: Exit code when another rgmanager holds the lock (rgmanager's own message, no traceback).
+EXIT_ALREADY_RUNNING = 3
+#: Exit code when the daemon cannot start (rejected configuration, unusable paths).
+EXIT_STARTUP = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rgmanager", description=__doc__)
+    p = argparse.ArgumentParser(prog="rgmanager", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", default=None,
                    help=f"cluster.conf (default $RGMANAGER_CONF or {DEFAULT_CONF})")
     p.add_argument("--node", help="this node's name in cluster.conf (default: the only node, "
@@ -20,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="cluster backend (default: local, the embedded single node)")
     p.add_argument("--socket", help="control socket path (default /var/run/cluster/"
                    "rgmanager.sock or $RGMANAGER_SOCKET)")
+    p.add_argument("--lock-file", metavar="PATH",
+                   help=f"one-daemon-per-node lock/pid file (default ${LOCK_ENV} or "
+                   f"{DEFAULT_LOCK}); a second rgmanager exits {EXIT_ALREADY_RUNNING} "
+                   "without touching anything")
     p.add_argument("--agent-dir", action="append", default=[], help="extra agent directory")
     p.add_argument("-N", dest="no_stop", action="store_true",
                    help="do not stop services at startup (rgmanager's -N)")
@@ -27,15 +43,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="accepted for compatibility; the daemon always runs in the foreground")
     args = p.parse_args(argv)
     conf = args.config or os.environ.get("RGMANAGER_CONF") or DEFAULT_CONF
+    lock_file = args.lock_file or os.environ.get(LOCK_ENV) or DEFAULT_LOCK
     try:
         daemon = Daemon(Options(conf=conf, node=args.node, backend=args.backend,
                                 socket=args.socket, agent_dirs=args.agent_dir,
-                                stop_at_startup=not args.no_stop))
+                                stop_at_startup=not args.no_stop, lock_file=lock_file))
+    except AlreadyRunning as err:
+        print(err, file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
     except StartupError as err:
         print(f"rgmanager: {err}", file=sys.stderr)
-        return 2
+        return EXIT_STARTUP
     daemon.install_signals()
-    return daemon.run()
+    try:
+        return daemon.run()
+    except StartupError as err:
+        print(f"rgmanager: {err}", file=sys.stderr)
+        return EXIT_STARTUP
 
 
 if __name__ == "__main__":
