@@ -16,9 +16,18 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     fi
 fi
 if [ "$(id -u)" = 0 ]; then
-    # The demo service's init script, at the fixed path etc/cluster.conf names.
-    mkdir -p /usr/local/libexec/rgmanager-py
-    ln -sfn "$PWD/etc/demo/demo-httpd" /usr/local/libexec/rgmanager-py/demo-httpd
+    # The demo service's init script at the fixed path etc/cluster.conf names:
+    # a launcher, the same file for every checkout (no symlink into the last
+    # checkout that ran setup), that runs the calling checkout's
+    # etc/demo/demo-httpd.  Replaced atomically, and only when it differs.
+    libexec=/usr/local/libexec/rgmanager-py
+    mkdir -p "$libexec"
+    if [ -L "$libexec/demo-httpd" ] || ! cmp -s etc/demo/demo-httpd-launcher "$libexec/demo-httpd"; then
+        tmp=$(mktemp "$libexec/.demo-httpd.XXXXXX")
+        cat etc/demo/demo-httpd-launcher > "$tmp"
+        chmod 0755 "$tmp"
+        mv -f "$tmp" "$libexec/demo-httpd"
+    fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
