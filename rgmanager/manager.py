@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -39,6 +40,7 @@ from .planner import (
     Stop,
     StopDone,
     StopParts,
+    claimed_table,
     from_payload,
     plan,
     to_payload,
@@ -71,6 +73,11 @@ class Manager:
         self.last_time = 0.0
         self.lock = threading.RLock()  # guards table/model/membership
         self.service_locks: dict[str, threading.Lock] = {}
+        # Actions for one service run one after another in the order the
+        # planner asked for them (a start, then the emergency stop that
+        # followed it, never the other way round).
+        self.op_queues: dict[str, deque[Start | Stop | RestartParts | StopParts | StartParts]] \
+            = {}
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rg-op")
         self.pending: dict[str, tuple[threading.Event, list[Reply]]] = {}
         self.synced = True  # False while waiting for a snapshot after joining
@@ -174,11 +181,16 @@ class Manager:
                                     "table": self.table.to_json(), "time": self.last_time})
         if not self.synced:
             self.buffer.append(mc)
+            if mc.membership.quorate:
+                self._arm_claim()
             return
         if previous.quorate and not mc.membership.quorate:
             log.warning("Quorum Dissolved: stopping local services; the table is stale "
                         "until a quorate member sends it again")
-            self._submit(self.stop_all_local, "quorum lost")
+            # The planner decides the emergency stops (the same ones a dry run
+            # shows); then this node starts nothing until it holds a quorate
+            # side's table again.
+            self._apply(NodesChanged(self.last_time, mc.joined, mc.left))
             self._wait_for_table("quorum lost", [])
             return
         self._apply(NodesChanged(self.last_time, mc.joined, mc.left))
@@ -187,10 +199,14 @@ class Manager:
         log.info("%s; waiting for the service table", why)
         self.synced = False
         self.buffer = list(buffered)
+        self._arm_claim()
+
+    def _arm_claim(self) -> None:
+        """If nobody holding the table remains (every member lost quorum), the
+        lowest waiting node offers its own once the group is quorate again;
+        ordering makes everyone agree on it."""
         if self.claim_timer is not None:
             self.claim_timer.cancel()
-        # If nobody holding the table remains (every member lost quorum), the
-        # lowest waiting node offers its own; ordering makes everyone agree.
         self.claim_timer = threading.Timer(self.claim_after, self._claim)
         self.claim_timer.daemon = True
         self.claim_timer.start()
@@ -198,6 +214,11 @@ class Manager:
     def _claim(self) -> None:
         with self.lock:
             if self.synced or not self.running:
+                return
+            if not self.membership.quorate:
+                # An inquorate node's table is never authoritative: a claim
+                # now would let it restart what it has just stopped.
+                log.info("no quorum: not offering this node's service table")
                 return
             members = self.membership.members
             if not members or min(members, key=self.model.nodeid) != self.node:
@@ -210,6 +231,8 @@ class Manager:
             return
         self.table = Table.from_json(msg.payload["table"])
         self.last_time = max(self.last_time, float(msg.payload.get("time", 0.0)))
+        if msg.payload.get("claim"):
+            self.table = claimed_table(self.table, self.membership.members, self.last_time)
         self.synced = True
         if self.claim_timer is not None:
             self.claim_timer.cancel()
@@ -256,7 +279,25 @@ class Manager:
             return
         if action.node != self.node:
             return
-        self._submit(self._run_action, action)
+        queue = self.op_queues.setdefault(action.service, deque())
+        queue.append(action)
+        if len(queue) == 1:
+            self._submit(self._drain, action.service)
+
+    def _drain(self, service: str) -> None:
+        """Carry out ``service``'s queued actions in order, one at a time."""
+        while True:
+            with self.lock:
+                queue = self.op_queues.get(service)
+                if not queue:
+                    self.op_queues.pop(service, None)
+                    return
+                action = queue[0]
+            try:
+                self._run_action(action)
+            finally:
+                with self.lock:
+                    queue.popleft()
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn`` on the worker pool, counted as in flight for wait_quiet."""
@@ -283,6 +324,12 @@ class Manager:
         try:
             with self._service_lock(action.service):
                 event = self._execute(action)
+            if isinstance(action, Stop) and action.emergency:
+                if isinstance(event, StopDone) and not event.ok:
+                    log.critical("%s: emergency stop without quorum FAILED; it may still run "
+                                 "here: stop it by hand or power this node off",
+                                 action.service)
+                return  # the table already says stopped; nobody waits for it
             if event is not None and self.running:
                 self.cluster.broadcast(to_payload(event))
         except Exception:
@@ -375,6 +422,10 @@ class Manager:
     def request(self, op: str, service: str, node: str | None = None,
                 follow_domain: bool = False, timeout: float = 300.0) -> Reply:
         service = service_name(service)
+        if not self.membership.quorate:
+            # Known locally, and an inquorate node's group may not be synced
+            # to answer: rgmanager replies at once.
+            return Reply("", self.node, codes.EQUORUM, codes.strerror(codes.EQUORUM))
         rid = f"{self.node}-{uuid.uuid4().hex[:12]}"
         ev = threading.Event()
         box: list[Reply] = []

@@ -16,8 +16,9 @@ from rgmanager.agents.discovery import load_rules
 from rgmanager.cluster.sim import SimNetwork
 from rgmanager.loader import Loaded, load
 from rgmanager.manager import Manager
+from rgmanager.planner.invariants import check_table
 
-from .manager_helpers import cluster_conf, script, starts, write_lsb
+from .manager_helpers import cluster_conf, script, starts, wait_for, write_lsb
 
 RULES = load_rules()
 NODES = ("node1", "node2", "node3")
@@ -53,14 +54,36 @@ class Cluster3:
             for m in self.managers.values():
                 assert m.wait_quiet(30)
             if self.net.pending() == 0:
+                self.check()
                 return
         raise AssertionError("cluster did not settle")
+
+    def check(self) -> None:
+        """The planner's rules, on the real managers at every quiet point: each
+        synced table keeps them, the members of one group agree, and no
+        service really runs on two live nodes."""
+        groups: dict[tuple[str, ...], dict[str, object]] = {}
+        for name, m in self.managers.items():
+            if not m.synced:
+                continue
+            bad = check_table(m.model, m.table, m.membership)
+            assert not bad, f"{name}: {bad}"
+            groups.setdefault(m.membership.members, {})[name] = m.table.to_json()["services"]
+        for members, tables in groups.items():
+            first = next(iter(tables.values()))
+            assert all(t == first for t in tables.values()), f"{members} disagree: {tables}"
+        for service in self.loaded.forest.services:
+            name = service.name.split(":", 1)[1]
+            live = [n for n in self.running_on(name) if n in self.managers]
+            assert len(live) <= 1, f"{service.name} runs on {live}"
 
     def crash(self, node: str) -> None:
         m = self.managers.pop(node)
         m.running = False
         self.net.crash(node)
         m.pool.shutdown(wait=True)
+        for on in self.dir(node).glob("*.on"):
+            on.unlink()  # a crashed machine runs nothing
         self.settle()
 
     def restart(self, node: str) -> None:
@@ -242,3 +265,52 @@ def test_partition_heal_converges(make) -> None:  # type: ignore[no-untyped-def]
     for name in ("web", "db"):
         assert tables[0][f"service:{name}"][0] == "started"
         assert c.running_on(name) == [tables[0][f"service:{name}"][1]]
+
+
+def test_minority_never_restarts_what_it_stopped(make) -> None:  # type: ignore[no-untyped-def]
+    """The split brain the model checker found: node1, cut off without quorum,
+    stopped web; it must not later take its own stale table for the
+    cluster's (the claim timer) and restart web on a status check while
+    node2 runs it."""
+    c = make(svc("web", make.lsb))
+    m1 = c.managers["node1"]
+    m1.claim_after = 0.05
+    c.net.partition(["node1"], ["node2", "node3"])
+    c.settle()
+    assert m1.wait_quiet(10)
+    assert c.running_on("web") == ["node2"]
+    assert wait_for(lambda: m1.claim_timer is not None and not m1.claim_timer.is_alive(), 5)
+    c.settle()
+    assert not m1.synced  # no claim without quorum
+    m1.check_now("service:web")
+    c.settle()
+    assert m1.wait_quiet(10)
+    assert c.running_on("web") == ["node2"]
+    assert m1.request("enable", "db").code == -9  # EQUORUM, answered at once
+    c.net.heal()
+    c.settle()
+    assert c.table("node1") == c.table("node2")
+    assert c.running_on("web") == ["node2"]
+
+
+def test_whole_cluster_loses_quorum_then_claims_a_clean_table(make) -> None:  # type: ignore[no-untyped-def]
+    """Every member loses quorum (three singletons) and stops everything; once
+    two meet again, the lowest claims its table, which says nothing runs, and
+    the services are placed again, each on one node."""
+    c = make(svc("web", make.lsb) + svc("db", make.lsb))
+    for m in c.managers.values():
+        m.claim_after = 0.05
+    c.net.partition(["node1"], ["node2"], ["node3"])
+    c.settle()
+    for m in c.managers.values():
+        assert m.wait_quiet(10)
+    assert c.running_on("web") == [] and c.running_on("db") == []
+    c.net.partition(["node2", "node3"], ["node1"])
+    assert wait_for(lambda: (c.settle() or True) and c.managers["node2"].synced, 10)
+    c.settle()
+    t = c.table("node2")
+    assert t == c.table("node3")
+    for name in ("web", "db"):
+        assert t[f"service:{name}"][0] == "started"
+        assert c.running_on(name) == [t[f"service:{name}"][1]]
+        assert t[f"service:{name}"][1] in ("node2", "node3")

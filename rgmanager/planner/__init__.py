@@ -1,6 +1,6 @@
 """Placement and recovery decisions as one pure function (see core.plan)."""
 
-from .core import Plan, plan
+from .core import Plan, claimed_table, plan
 from .events import (
     Action,
     Event,
@@ -25,6 +25,7 @@ from .model import PartSpec, PlanModel, ServiceSpec
 __all__ = [
     "Action", "Event", "NodesChanged", "PartSpec", "PartsDone", "Plan", "PlanModel", "Reply",
     "Request", "RestartParts", "ServiceSpec", "Start", "StartDone", "StartParts",
-    "StatusFailed", "Stop", "StopDone", "StopParts", "describe", "from_payload", "plan",
+    "StatusFailed", "Stop", "StopDone", "StopParts", "claimed_table", "describe",
+    "from_payload", "plan",
     "to_payload",
 ]

@@ -629,6 +629,20 @@ class _Planner:
         return answer(codes.EINVAL)
 
 
+def claimed_table(table: Table, members: tuple[str, ...], now: float) -> Table:
+    """The table a quorate group adopts when none of its members held one
+    (every member lost quorum or just booted): each of them emergency-stopped
+    or never started what it ran, so nothing a member owned runs any more."""
+    out = []
+    for ss in table:
+        if ss.owner in members and ss.state in (State.STARTING, State.STARTED,
+                                                 State.STOPPING):
+            out.append(ss.moved(State.STOPPED, now, after_stop="stopped", target=None,
+                                tried=(), relocating_from=None, request=None,
+                                request_origin=None))
+    return table.put(*out)
+
+
 def plan(model: PlanModel, table: Table, membership: Membership, event: Event) -> Plan:
     """The decisions for one delivered event (pure; deterministic)."""
     p = _Planner(model, table, membership, event.time)
