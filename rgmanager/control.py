@@ -369,6 +369,8 @@ def call(sock: socket.socket, payload: dict[str, Any]) -> dict[str, Any]:
         reply = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ProtocolError(f"bad reply: {e}") from e
+    except RecursionError as e:
+        raise ProtocolError("bad reply: nested too deeply") from e
     if not isinstance(reply, dict) or not isinstance(reply.get("code"), int):
         raise ProtocolError("bad reply: not an object with an integer code")
     return reply

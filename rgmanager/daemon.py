@@ -155,12 +155,13 @@ def peek_config_version(path: str) -> int | None:
     ``None`` when the file does not even start as XML (the full load then says
     where and why). Raises ``OSError`` for an unreadable file.
     """
-    try:
-        for _event, el in etree.iterparse(path, events=("start",), huge_tree=True,
-                                          resolve_entities=False, no_network=True):
-            return int(el.get("config_version", "0"))
-    except (etree.XMLSyntaxError, ValueError):
-        return None
+    with open(path, "rb") as f:
+        try:
+            for _event, el in etree.iterparse(f, events=("start",), huge_tree=True,
+                                              resolve_entities=False, no_network=True):
+                return int(el.get("config_version", "0"))
+        except (etree.XMLSyntaxError, ValueError):
+            return None
     return None
 
 

@@ -287,7 +287,7 @@ def _serve_raw_once(path: str, answer: bytes) -> threading.Thread:
 
 
 @pytest.mark.parametrize("answer", [b"this is not json\n", b"[1]\n", b'{"text": "no code"}\n',
-                                    b""])
+                                    b"", b"[" * 60000 + b"\n"])
 def test_bad_reply_is_a_protocol_error(sockdir: str, answer: bytes) -> None:
     path = os.path.join(sockdir, "raw.sock")
     t = _serve_raw_once(path, answer)

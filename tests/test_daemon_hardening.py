@@ -269,6 +269,26 @@ def test_poll_ignores_a_changed_file_with_the_same_version(
     assert "service:new" not in inproc.daemon.manager.model.services
 
 
+def test_missing_or_unreadable_file_is_logged_once(
+        inproc: InProc, caplog: pytest.LogCaptureFixture, count_polls: None) -> None:
+    inproc.start()
+    saved = inproc.conf.read_text().replace('config_version="1"', 'config_version="2"')
+    inproc.conf.unlink()
+    assert wait_record(caplog, logging.ERROR, "cannot stat"), caplog.text
+    inproc.conf.mkdir()  # there, but not readable as a file (OSError)
+    assert wait_record(caplog, logging.ERROR, "cannot read"), caplog.text
+    assert wait_for(polls_after(10), timeout=10)
+    assert len(records(caplog, logging.ERROR, "cannot stat")) == 1
+    assert len(records(caplog, logging.ERROR, "cannot read")) == 1
+    inproc.daemon.request_reload()  # SIGHUP on an unreadable file: rejected, daemon lives
+    assert wait_record(caplog, logging.ERROR, "reload (SIGHUP) rejected"), caplog.text
+    assert inproc.running() and inproc.version() == 1
+    inproc.conf.rmdir()
+    inproc.conf.write_text(saved)
+    assert wait_for(lambda: inproc.version() == 2, timeout=10), caplog.text
+    assert (inproc.state / "base.on").exists()
+
+
 # ---------------------------------------------------------------- 4. slow loads
 
 
@@ -381,3 +401,20 @@ def test_two_daemon_processes(tmp_path: Path) -> None:
         log1.close()
         shutil.rmtree(sockdir, ignore_errors=True)
     assert rc == 0 and not lock.exists()
+
+
+def test_pid_lock_survives_a_stale_file_and_is_not_inherited(tmp_path: Path) -> None:
+    path = tmp_path / "rgmanager.pid"
+    path.write_text("999999\n")  # left by a daemon killed with SIGKILL
+    lock = PidLock(str(path))
+    lock.acquire()
+    assert path.read_text().strip() == str(os.getpid())
+    # an agent's long-lived process started meanwhile must not keep the lock
+    child = subprocess.Popen(["sleep", "30"], close_fds=False)
+    try:
+        lock.release()
+        with PidLock(str(path)):
+            pass
+    finally:
+        child.kill()
+        child.wait()
