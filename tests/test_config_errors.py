@@ -384,3 +384,11 @@ def test_external_entities_are_never_read(write_conf: WriteConf, rules: RuleSet,
         + "</cluster>\n")
     loaded = load(in_text, rules)
     assert "TOPSECRET" not in repr(loaded.config)
+
+
+@pytest.mark.parametrize("name", [" 7 ", " ", ""])
+def test_blank_or_padded_service_name(write_conf: WriteConf, rules: RuleSet, name: str) -> None:
+    # Fuzzer seed 1, cases 2607 and 8714: accepted, then no event could name the service.
+    code, line, element, msg = only_error(rejected(write_conf(f'<service name="{name}"/>'),
+                                                   rules))
+    assert (code, line, element) == ("E_BAD_VALUE", 9, "service") and repr(name) in msg

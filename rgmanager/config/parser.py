@@ -128,6 +128,16 @@ class _Reader:
             return True
         return self.value(el, name, value, "string")
 
+    def identifier(self, el: etree._Element, name: str, value: str) -> bool:
+        """A primary value (or a ``ref`` to one) names the resource everywhere:
+        ``service:web`` in events, logs and clusvcadm, so it cannot be blank or
+        carry leading or trailing blanks that no command line could match."""
+        if value.strip() and value == value.strip():
+            return True
+        what = "is empty" if not value.strip() else "has leading or trailing whitespace"
+        self.r.error("E_BAD_VALUE", f"attribute {name}={value!r} {what}", self.src(el))
+        return False
+
     def stray_text(self, el: etree._Element) -> bool:
         """Resource and action elements hold elements only; report other text."""
         texts = [el.text] + [c.tail for c in el]
@@ -151,6 +161,8 @@ class _Reader:
         is_ref = el.get("ref") is not None
         for raw_name, raw_value in el.attrib.items():
             name, value = str(raw_name), str(raw_value)
+            if name == "ref" or (p := rule.param(name)) is not None and p.primary:
+                ok = self.identifier(el, name, value) and ok
             if name == "ref":
                 continue
             if name in SPECIAL_ATTRS:
