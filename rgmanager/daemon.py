@@ -37,6 +37,7 @@ from .pidlock import AlreadyRunning, PidLock
 log = logging.getLogger(__name__)
 
 DEFAULT_CONF = "/etc/cluster/cluster.conf"
+DEFAULT_REQUEST_TIMEOUT = 300.0  # seconds a request may wait for the cluster
 REQUEST_OPS = ("enable", "disable", "relocate", "restart", "stop", "freeze", "unfreeze",
                "convalesce", "migrate")
 SYSLOG_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL,
@@ -257,8 +258,15 @@ class Daemon:
         service = str(req.get("service") or "")
         if self.locked and op in ("enable", "relocate", "restart", "migrate"):
             return {"code": codes.EAGAIN, "text": "Resource groups are locked"}
+        # The client says how long it waits (clusvcadm --timeout); the daemon
+        # gives up a little earlier so that its answer still reaches it.
+        try:
+            wait = float(req.get("timeout") or DEFAULT_REQUEST_TIMEOUT)
+        except (TypeError, ValueError):
+            return {"code": codes.EINVAL, "text": "bad timeout"}
+        wait = min(max(wait - 1.0, 0.5), DEFAULT_REQUEST_TIMEOUT)
         reply = self.manager.request(op, service, req.get("node"),
-                                     bool(req.get("follow_domain")))
+                                     bool(req.get("follow_domain")), timeout=wait)
         return {"code": reply.code, "text": reply.text, "owner": reply.owner}
 
     # -- reconfiguration ---------------------------------------------------------

@@ -431,8 +431,11 @@ class Manager:
         box: list[Reply] = []
         self.pending[rid] = (ev, box)
         try:
+            now = self.clock()
+            # The deadline travels with the request: once it has passed (the
+            # caller gave up), a request still queued is answered, not done.
             self.cluster.broadcast(to_payload(Request(
-                self.clock(), op, service, self.node, rid, node, follow_domain)))
+                now, op, service, self.node, rid, node, follow_domain, now + timeout)))
             if not ev.wait(timeout):
                 return Reply(rid, self.node, codes.EAGAIN, "Timed out waiting for the cluster")
             return box[0]

@@ -65,6 +65,9 @@ class ServiceState:
     # started again by service events, only by the next membership change or a
     # request (rgmanager's eval_groups on node events).
     held: bool = False
+    # Requests that arrived while another was being carried out, oldest first
+    # (JSON payloads of planner Request events; rgmanager queued them too).
+    queued: tuple[str, ...] = ()
 
     @property
     def code(self) -> int:
@@ -127,7 +130,7 @@ class ServiceState:
     def from_json(cls, data: Mapping[str, Any]) -> ServiceState:
         kw = dict(data)
         kw["state"] = State(kw["state"])
-        for name in ("restarts", "disabled_parts", "tried"):
+        for name in ("restarts", "disabled_parts", "tried", "queued"):
             kw[name] = tuple(kw.get(name, ()))
         kw["part_restarts"] = tuple((p, tuple(t)) for p, t in kw.get("part_restarts", ()))
         return cls(**kw)

@@ -149,10 +149,15 @@ def gen_event(d: Draw, model: PlanModel) -> tuple[str, ...]:
         return (kind, d.choice(services), d.choice(nodes))
     if kind == "wait":
         return ("wait", str(d.choice((10, 100, 1000))))
-    op = d.choice(REQUESTS)
-    target = d.choice(nodes) if op in ("enable", "relocate") and d.chance(0.5) else ""
-    follow = "F" if op == "enable" and not target and d.chance(0.3) else ""
-    return ("request", op, d.choice(services), target, follow, d.choice(nodes))
+    out: tuple[str, ...] = ("request",)
+    svc = d.choice(services)
+    for _ in range(d.choice((1, 1, 1, 2, 3))):  # several at once: they queue
+        op = d.choice(REQUESTS)
+        target = d.choice(nodes) if op in ("enable", "relocate") and d.chance(0.5) else ""
+        follow = "F" if op == "enable" and not target and d.chance(0.3) else ""
+        out += (op, svc if d.chance(0.7) else d.choice(services), target, follow,
+                d.choice(nodes))
+    return out
 
 
 # -- the world ------------------------------------------------------------------------
@@ -230,8 +235,9 @@ class World:
         op = {RestartParts: "restart", StopParts: "stop", StartParts: "start"}[type(a)]
         return PartsDone(t, a.service, a.node, op, a.parts, True)
 
-    def settle(self, first: Event, where: str, limit: int = 5000) -> None:
-        queue: deque[Event] = deque([first])
+    def settle(self, first: Event, where: str, limit: int = 5000,
+               more: Sequence[Event] = ()) -> None:
+        queue: deque[Event] = deque([first, *more])
         n = 0
         while queue:
             n += 1
@@ -274,12 +280,16 @@ class World:
         elif kind == "wait":
             self.clock += float(ev[1])
         else:
-            _, op, svc, target, follow, origin = ev
-            if origin not in self.members:
-                return
-            self.requests += 1
-            self.settle(Request(self.tick(), op, svc, origin, f"r{self.requests}",
-                                target or None, bool(follow)), where)
+            reqs = []
+            for i in range(1, len(ev), 5):  # one request, or several at once
+                op, svc, target, follow, origin = ev[i:i + 5]
+                if origin not in self.members:
+                    continue
+                self.requests += 1
+                reqs.append(Request(self.tick(), op, svc, origin, f"r{self.requests}",
+                                    target or None, bool(follow)))
+            if reqs:
+                self.settle(reqs[0], where, more=reqs[1:])
 
     def finish(self) -> None:
         """Eventually: after one more membership event (which releases held

@@ -77,7 +77,7 @@ def test_enable_locally(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) 
                    "service:web is now running on node1"]
     assert err == []
     assert daemon.requests == [{"op": "enable", "service": "service:web", "node": None,
-                                "follow_domain": False}]
+                                "timeout": 300.0, "follow_domain": False}]
 
 
 def test_enable_follow_domain(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,7 +186,8 @@ def test_service_verbs(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
     assert code == 0
     # Only enable and relocate report where the service runs.
     assert out == [f"Local machine {verb} service:web...Success"]
-    assert daemon.requests == [{"op": op, "service": "service:web", "node": None}]
+    assert daemon.requests == [{"op": op, "service": "service:web", "node": None,
+                                "timeout": 300.0}]
 
 
 def test_full_names_are_kept(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,7 +228,7 @@ def test_migrate(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0
     assert out == ["Trying to migrate vm:guest to node3.example.com...Success"]
     assert daemon.requests[-1] == {"op": "migrate", "service": "vm:guest",
-                                   "node": "node3.example.com"}
+                                   "node": "node3.example.com", "timeout": 300.0}
 
 
 def test_migrate_not_migratable_is_einval(daemon: FakeDaemon,

@@ -217,3 +217,46 @@ def test_shutdown_stops_dependants_first(tmp_path: Path, lsb: Path, state_dir: P
     stops = [line.split()[1] for line in (state_dir / "order.log").read_text().splitlines()
              if line.startswith("stop")]
     assert stops == ["top", "web", "db"]
+
+
+def test_parallel_requests_queue_instead_of_eagain(manager: MakeManager, lsb: Path,
+                                                   state_dir: Path) -> None:
+    """Five clients at once on one service (disable, enable, restart, ...):
+    rgmanager queued them; every one is carried out, in arrival order."""
+    import threading
+    m = manager(f'<service name="web">{script("web", lsb)}</service>')
+    assert wait_for(lambda: svc(m)["state"] == "started")
+    ops = ["disable", "enable", "restart", "disable", "enable"]
+    replies: dict[int, int] = {}
+
+    def ask(i: int, op: str) -> None:
+        replies[i] = m.request(op, "web", timeout=60).code
+
+    threads = []
+    for i, op in enumerate(ops):
+        t = threading.Thread(target=ask, args=(i, op))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(60)
+    assert sorted(replies) == list(range(5))
+    # Before queuing, all but the first got -6 "Temporary failure; try again".
+    assert -6 not in replies.values(), replies
+    assert all(code in (0, -10, -8) for code in replies.values()), replies
+    log = (state_dir / "web.log").read_text().split()
+    assert log.count("stop") >= 2 and log.count("start") >= 3  # really carried out
+
+
+def test_request_is_dropped_once_its_requester_gave_up(manager: MakeManager,
+                                                       lsb: Path) -> None:
+    """A request whose deadline passed before it was carried out is answered
+    and not done (the client has gone; nobody would see it happen)."""
+    from rgmanager.planner import Request, to_payload
+    m = manager(f'<service name="web">{script("web", lsb)}</service>')
+    assert wait_for(lambda: svc(m)["state"] == "started")
+    now = m.clock()
+    m.cluster.broadcast(to_payload(Request(now, "disable", "service:web", "node1", "late",
+                                           deadline=now - 1)))
+    assert wait_for(lambda: any("gave up" in h for h in m.history))
+    assert m.wait_quiet(10)
+    assert svc(m)["state"] == "started"

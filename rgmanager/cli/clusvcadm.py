@@ -273,7 +273,9 @@ def _service_op(o: Options) -> int:
                 print(f"'{node}' is offline", file=sys.stderr)
                 return 1
 
-    payload: dict[str, Any] = {"op": o.op, "service": svc, "node": node}
+    # The daemon gives up (and drops the request if still queued) before we do.
+    payload: dict[str, Any] = {"op": o.op, "service": svc, "node": node,
+                               "timeout": o.timeout}
     if o.op == "enable":
         payload["follow_domain"] = o.follow_domain
 

@@ -8,6 +8,7 @@ Each decision adds one human sentence to ``Plan.notes`` (logged at INFO).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from .. import codes
@@ -28,12 +29,15 @@ from .events import (
     Stop,
     StopDone,
     StopParts,
+    from_payload,
+    to_payload,
 )
 from .model import PlanModel, ServiceSpec
 from .placement import GOOD, ILLEGAL, Candidate, best, candidates, score
 
 TRANSITIONAL = (State.STARTING, State.STOPPING)
 MAX_HISTORY = 100  # restart times kept when no max_restarts bounds them
+MAX_QUEUED = 16  # requests waiting per service; more are refused with EAGAIN
 
 
 @dataclass
@@ -143,6 +147,7 @@ class _Planner:
         elif isinstance(event, PartsDone):
             self.parts_done(event)
         self.dependency_stops()
+        self.run_queued()
         # Whatever this event freed (a disable, a stop, a relocation away, a
         # service that is now started for its dependants) may let a waiting
         # service start: re-evaluate every one this event did not itself stop.
@@ -502,6 +507,24 @@ class _Planner:
                 self.note(f"{ss.name}: failed to repair non-critical parts")
 
     # -- user requests -------------------------------------------------------
+    @staticmethod
+    def busy(ss: ServiceState) -> bool:
+        return ss.state in TRANSITIONAL or ss.state == State.RECOVERING or bool(ss.request)
+
+    def run_queued(self) -> None:
+        """Carry out the oldest waiting request of every service that is no
+        longer busy, in name order (deterministic), until each is busy again
+        or has none left; without quorum they are all answered EQUORUM."""
+        for name in sorted(self.table.services):
+            while True:
+                ss = self.table.get(name)
+                if not ss.queued or (self.quorate and self.busy(ss)):
+                    break
+                self.put(replace(ss, queued=ss.queued[1:]))
+                ev = from_payload(json.loads(ss.queued[0]))
+                assert isinstance(ev, Request)
+                self.request(ev)
+
     def request(self, ev: Request) -> None:
         def answer(code: int, owner: str | None = None, text: str | None = None) -> None:
             self.act(Reply(ev.id, ev.origin, code, text or codes.strerror(code), owner))
@@ -512,8 +535,18 @@ class _Planner:
             return answer(codes.ENOSERVICE)
         if not self.quorate:
             return answer(codes.EQUORUM)
+        if ev.deadline and self.now > ev.deadline:
+            return answer(codes.EAGAIN, text="Temporary failure; try again (the requester "
+                          "gave up waiting; not carried out)")
         ss = self.table.get(ev.service)
         spec = self.spec(ev.service)
+        if self.busy(ss):
+            if len(ss.queued) >= MAX_QUEUED:
+                return answer(codes.EAGAIN)
+            self.put(replace(ss, queued=ss.queued + (json.dumps(to_payload(ev)),)))
+            self.note(f"{ev.service}: {ev.op} requested on {ev.origin} -> queued behind the "
+                      f"operation in progress ({len(ss.queued) + 1} waiting)")
+            return None
         if ev.op in ("freeze", "unfreeze"):
             if ss.state not in (State.STOPPED, State.STARTED, State.DISABLED,
                                 State.UNINITIALIZED):
@@ -525,8 +558,6 @@ class _Planner:
             return None
         if ss.frozen:
             return answer(codes.EFROZEN)
-        if ss.state in TRANSITIONAL or ss.state == State.RECOVERING or ss.request:
-            return answer(codes.EAGAIN)
         if ev.op == "migrate":
             return answer(codes.EINVAL)
         if ev.node is not None and ev.node not in self.online:

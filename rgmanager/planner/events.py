@@ -32,6 +32,7 @@ class Request:
     id: str = ""
     node: str | None = None
     follow_domain: bool = False
+    deadline: float = 0.0  # the requester gives up then (0: never); later it is not done
     kind: str = "request"
 
 

@@ -100,6 +100,8 @@ def check_quiet(model: PlanModel, table: Table, membership: Membership,
     for ss in table:
         if ss.request:
             out.append(f"{ss.name}: request {ss.request} still waits for a reply")
+        if ss.queued and membership.quorate:
+            out.append(f"{ss.name}: {len(ss.queued)} queued requests never carried out")
         if ss.state in (State.STARTING, State.STOPPING, State.RECOVERING) and \
                 not ss.frozen and (ss.owner in membership.members or membership.quorate):
             out.append(f"{ss.name} stuck {ss.state} (owner {ss.owner})")
