@@ -6,8 +6,9 @@ libxml2's RelaxNG validator is quadratic in an element's children and
 multiplies with each optional attribute: a service with 11 attributes and 50
 children took 9.5 s with the old generated grammar, 100 children 77 s. This
 times ``load_config`` (parse + every check + RelaxNG) on such a service with
-50, 100, 1,000 and 10,000 ``ip`` children and the same 11 service attributes, plus a file with one misspelt attribute
-(which must be rejected just as fast). Prints min/median/max over repeats.
+50, 100, 1,000 and 10,000 ``ip`` children and the same 11 service attributes,
+plus a file with one misspelt attribute (which must be rejected just as fast).
+Prints min/median/max over repeats.
 Target: 1,000 children well under 1 s.
 """
 
