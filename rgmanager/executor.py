@@ -171,14 +171,17 @@ def build_env(req: ActionRequest) -> dict[str, str]:
     Nothing of our own environment is inherited except ``HA_RSCTMP`` (where
     agents keep state markers).  ``PATH`` is :data:`SANE_PATH` first, then the
     directory of :data:`sys.executable` (the virtualenv's ``bin``) last: system
-    programs win over anything installed in the virtualenv, and a machine
-    without a system ``python3`` still finds the project's interpreter for
-    agents with ``#!/usr/bin/env python3`` (our agents use only the standard
-    library and import ``rgmanager.agentlib`` from their own checkout).
+    programs win over anything installed in the virtualenv.  Our agents'
+    launchers run ``RGMANAGER_PYTHON`` (this interpreter, with the project's
+    packages) instead of the first ``python3`` on ``PATH``.
     """
     py_dir = os.path.dirname(os.path.abspath(sys.executable))
     path = SANE_PATH if py_dir in SANE_PATH.split(":") else f"{SANE_PATH}:{py_dir}"
     env: dict[str, str] = {"PATH": path, "LANG": "C"}
+    if sys.executable:
+        # Our agents' launchers run this interpreter (it has the project's
+        # packages, e.g. pyroute2), not whichever python3 PATH finds first.
+        env["RGMANAGER_PYTHON"] = os.path.abspath(sys.executable)
     rsctmp = os.environ.get("HA_RSCTMP")
     if rsctmp is not None:
         env["HA_RSCTMP"] = rsctmp

@@ -155,6 +155,7 @@ def test_build_env_is_exactly_the_ocf_set(monkeypatch: pytest.MonkeyPatch) -> No
     py_dir = os.path.dirname(os.path.abspath(sys.executable))
     assert env["PATH"] in (SANE_PATH, f"{SANE_PATH}:{py_dir}")
     del env["PATH"]
+    assert env.pop("RGMANAGER_PYTHON") == os.path.abspath(sys.executable)
     assert env == {
         "LANG": "C",
         "OCF_RESKEY_name": "web",
@@ -197,6 +198,23 @@ def test_agent_run_finds_system_program_before_virtualenv_one(
     res = run_action(request(agent))
     assert res.ok, res
     assert "FAKE-LS" not in res.output and res.output.strip() == "/"
+
+
+def test_our_python_agent_runs_under_the_project_interpreter(tmp_path: Path) -> None:
+    """With the system directories first in PATH, ``python3`` may be the system's (no
+    pyroute2): our agents' launchers run RGMANAGER_PYTHON, the daemon's interpreter."""
+    repo = Path(__file__).resolve().parents[1]
+    res = run_action(request(repo / "resource-agents" / "service", action="meta-data",
+                             ocf_root=str(repo / "resource-agents")))
+    assert res.ok and "<resource-agent" in res.output, res
+    probe = tmp_path / "probe"
+    probe.write_text('#!/bin/sh\necho "python=$RGMANAGER_PYTHON"\n'
+                     '"$RGMANAGER_PYTHON" -c "import sys; print(sys.prefix)"\n')
+    probe.chmod(0o755)
+    res = run_action(request(probe))
+    assert res.ok, res
+    assert f"python={os.path.abspath(sys.executable)}" in res.output
+    assert sys.prefix in res.output
 
 
 def test_build_env_passes_ha_rsctmp(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ def agent_env(rsctmp: Path, params: dict[str, str], **extra: str) -> dict[str, s
     env = {
         # As the executor builds it: system directories first, the venv last.
         "PATH": f"{SANE_PATH}:{os.path.dirname(sys.executable)}",
+        "RGMANAGER_PYTHON": sys.executable,
         "OCF_ROOT": str(AGENT_DIR),
         "HA_RSCTMP": str(rsctmp),
     }
@@ -87,6 +88,10 @@ def ocf_tester(agent: str, params: dict[str, str], rsctmp: Path,
         argv = ["ip", "netns", "exec", netns, *argv]
     env = agent_env(rsctmp, {})
     env["OCF_ROOT"] = "/usr/lib/ocf"
+    # ocf-tester is another OCF manager: it knows nothing of RGMANAGER_PYTHON, and
+    # the launchers then run the first python3 on its PATH (here the venv's).
+    del env["RGMANAGER_PYTHON"]
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{SANE_PATH}"
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
 
 
