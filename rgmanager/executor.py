@@ -5,7 +5,7 @@ makes agent execution safe lives here:
 
 * argv is always a list (``[agent, action, *extra]``); no shell ever sees a
   resource attribute, so values full of shell metacharacters are harmless.
-* The environment is built from scratch (SPEC section 10, "Our decisions"
+* The environment is built from scratch (docs/rgmanager.md §10, docs/decisions.md
   10): a sane ``PATH`` and the OCF variables, nothing inherited from the
   daemon, so secrets or odd settings in our own environment never leak into
   agents and agents behave the same under the daemon and under ``rg_test``.

@@ -48,6 +48,8 @@ from .state import ServiceState, Table, service_name
 
 #: The simulated clock of a fresh run (well after the initial placement at 0).
 START_TIME = 1000.0
+#: The longest ``wait:`` event (ten years, as the configuration's time limit).
+MAX_WAIT = 10 * 365 * 86400
 #: Planner calls allowed for one event before the run is declared a livelock.
 MAX_STEPS = 1000
 
@@ -99,9 +101,12 @@ def parse_event(text: str) -> SimEvent:
     if kind == "fail":
         return SimEvent(raw, kind, resource=rest)
     if kind == "wait":
-        seconds = float(rest) if rest.replace(".", "", 1).isdigit() else expand_time(rest)
-        if seconds <= 0:
-            raise ValueError(f"bad event {text!r}: expected wait:SECONDS (e.g. 30, 5m)")
+        plain = rest.replace(".", "", 1)
+        seconds = float(rest) if plain.isascii() and plain.isdigit() and len(plain) < 12 \
+            else expand_time(rest)
+        if not 0 < seconds <= MAX_WAIT:
+            raise ValueError(f"bad event {text!r}: expected wait:SECONDS (e.g. 30, 5m; at "
+                             "most ten years)")
         return SimEvent(raw, kind, seconds=float(seconds))
     origin = None
     if kind in REQUEST_OPS and "@" in rest:
@@ -183,7 +188,7 @@ class Quorum:
     def from_config(cls, config: ClusterConfig) -> Quorum:
         def num(key: str) -> int:
             value = config.cman.get(key, "0")
-            return int(value) if value.isdigit() else 0
+            return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else 0
         return cls(MappingProxyType({n.name: n.votes for n in config.nodes}),
                    num("expected_votes"), num("two_node") == 1)
 

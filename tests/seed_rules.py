@@ -1,4 +1,4 @@
-"""Rules as the issue and SPEC.md give them, independent of our agent files.
+"""Rules as rgmanager's agents declare them (docs/rgmanager.md), independent of our agent files.
 
 Ordering and validation tests use these so that they pin the documented
 behaviour; tests/test_agent_rules.py checks our real agents declare the same.

@@ -1,6 +1,6 @@
 """clustat against a real control socket with a canned status reply.
 
-The layout is compared line by line with rgmanager's (SPEC §9): monitoring
+The layout is compared line by line with rgmanager's (docs/rgmanager.md §9): monitoring
 scripts parse it, so a shifted column is a bug.
 """
 
@@ -128,7 +128,7 @@ def test_render_text_pure() -> None:
 
 
 def test_spec_example_exactly() -> None:
-    """The example printed in SPEC §9, byte for byte (rows sorted by name)."""
+    """The example printed in docs/rgmanager.md §9, byte for byte (rows sorted by name)."""
     status = {
         "cluster": {"name": "mycluster"}, "quorate": True,
         "members": [STATUS["members"][0], STATUS["members"][1]],

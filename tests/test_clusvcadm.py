@@ -1,6 +1,6 @@
 """clusvcadm against a real control socket with canned daemon replies.
 
-Every message form and exit code comes from rgmanager's clusvcadm (SPEC §9):
+Every message form and exit code comes from rgmanager's clusvcadm (docs/rgmanager.md §9):
 scripts grep these texts and test these exit codes.
 """
 

@@ -239,7 +239,7 @@ def test_relocate_request_and_exclusive(make) -> None:  # type: ignore[no-untype
     while th.is_alive():
         c.settle()
         th.join(0.05)
-    # node1 runs the exclusive service: refused with EDEPEND (SPEC §5)
+    # node1 runs the exclusive service: refused with EDEPEND (docs/rgmanager.md §5)
     assert box[0].code == -7  # type: ignore[attr-defined]
 
 

@@ -1,4 +1,4 @@
-"""Start/stop ordering of resource trees, pinned to SPEC.md §3 and the issue's rules."""
+"""Start/stop ordering of resource trees, pinned to docs/rgmanager.md §3 and the issue's rules."""
 
 from __future__ import annotations
 
@@ -154,7 +154,8 @@ def test_parent_without_child_types_runs_config_order(write_conf: WriteConf,
 
 
 def test_one_sided_levels_join_default_group(write_conf: WriteConf) -> None:
-    """SPEC decision 3: a type with only a start (or stop) level is still stopped (started)."""
+    """Decision 3 (docs/decisions.md): a type with only a start (or stop) level
+    is still stopped (started)."""
     rules = RuleSet.from_rules([
         rule("service", (NAME,), (ChildRule("startonly", 1, 0), ChildRule("stoponly", 0, 1))),
         rule("startonly", (NAME,)), rule("stoponly", (NAME,)), rule("apache", (NAME,)),

@@ -56,7 +56,7 @@ def default_cache_path() -> Path:
 
 
 def ocf_root_for(agent_dir: str) -> str:
-    """OCF_ROOT per SPEC decision 10: /usr/lib/ocf for resource.d agents."""
+    """OCF_ROOT per decision 10 in docs/decisions.md: /usr/lib/ocf for resource.d agents."""
     parts = Path(agent_dir).resolve().parts
     if "resource.d" in parts:
         return str(Path(*parts[: parts.index("resource.d")]))

@@ -52,7 +52,7 @@ ACTION_ATTRS = ("name", "depth", "timeout", "interval")
 
 
 def parse_bool(value: str) -> bool:
-    """SPEC decision 1: the usual words only; anything else is an error."""
+    """decision 1 in docs/decisions.md: the usual words only; anything else is an error."""
     v = value.strip().lower()
     if v in TRUE_WORDS:
         return True

@@ -631,11 +631,11 @@ class _Planner:
                 self.plan.explain[spec.name] = [c.line(c is cand) for c in cands]
                 target = cand.node
             elif cand is not None and cand.score > ILLEGAL and cand.node != owner:
-                # SPEC §5: an exclusivity conflict on the requested node is refused.
+                # docs/rgmanager.md §5: an exclusivity conflict on the requested node is refused.
                 self.plan.explain[spec.name] = [c.line(False) for c in cands]
                 return answer(codes.EDEPEND)
             else:
-                # SPEC §5: the requested node first, then the best other node.
+                # docs/rgmanager.md §5: the requested node first, then the best other node.
                 chosen = self.choose(spec, (owner,))
                 if chosen is None:
                     code = codes.EEXCL if cand is not None and cand.score else codes.ERELO

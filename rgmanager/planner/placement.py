@@ -1,7 +1,7 @@
 """Where a service may run: failover-domain scores, exclusivity, tie-breaks.
 
 Scores follow rgmanager's node_should_start (ILLEGAL 0, GOOD 1, BETTER 2,
-BEST 3) with SPEC decision 7: ties go to the lowest node id, and in an ordered
+BEST 3) with decision 7 in docs/decisions.md: ties go to the lowest node id, and in an ordered
 domain a member without a priority ranks below every prioritised member.
 """
 

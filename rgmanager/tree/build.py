@@ -1,6 +1,6 @@
 """Build the resource list and one tree per service (rgmanager's reslist/restree).
 
-Differences from rgmanager are deliberate (SPEC "Our decisions"): a bad
+Differences from rgmanager are deliberate (docs/decisions.md): a bad
 resource, ref or child is an error with its location instead of silently
 hiding later siblings, ``<resource-defaults>`` reach every resource, and
 ``<action>`` overrides on ``ref=`` elements count.

@@ -2,7 +2,7 @@
 
 A node needs a stop/start when its own resolved parameters (other than
 ``reconfig`` ones), flags or children changed; a change limited to
-``reconfig`` parameters asks the agent to ``reconfig`` instead (SPEC §7).
+``reconfig`` parameters asks the agent to ``reconfig`` instead (docs/rgmanager.md §7).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ class Node:
         return "/".join(reversed(parts))
 
     def attr(self, name: str) -> str | None:
-        """The value the agent will see, following inheritance (SPEC §2)."""
+        """The value the agent will see, following inheritance (docs/rgmanager.md §2)."""
         res = self.resource
         if name in res.attrs:
             return res.attrs[name]
@@ -132,7 +132,7 @@ class Node:
         return out
 
     def status_actions(self) -> tuple[ActionRule, ...]:
-        """SPEC decision 4: ``status`` with an interval, else ``monitor``."""
+        """decision 4 in docs/decisions.md: ``status`` with an interval, else ``monitor``."""
         st = tuple(a for a in self.actions if a.name == "status" and a.interval > 0)
         if st:
             return st

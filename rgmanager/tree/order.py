@@ -22,7 +22,7 @@ def _level_groups(node: Node, phase: str) -> tuple[list[list[Node]], list[Node]]
         cr = rule.child(child.type)
         level = 0 if cr is None else (cr.start if phase == "start" else cr.stop)
         if level <= 0 or level > MAX_LEVEL:
-            # SPEC decision 3: a type with a level for one phase only joins the
+            # decision 3 in docs/decisions.md: a type with a level for one phase only joins the
             # default group for the other phase instead of being skipped.
             default.append(child)
         else:
