@@ -165,6 +165,20 @@ def _valid_env_item(kind: str, name: str, value: str) -> bool:
     return True
 
 
+def base_env() -> dict[str, str]:
+    """``PATH`` (system directories first, the virtualenv's ``bin`` last),
+    ``LANG`` and ``RGMANAGER_PYTHON``: what every agent run starts from,
+    meta-data runs included."""
+    py_dir = os.path.dirname(os.path.abspath(sys.executable))
+    path = SANE_PATH if py_dir in SANE_PATH.split(":") else f"{SANE_PATH}:{py_dir}"
+    env: dict[str, str] = {"PATH": path, "LANG": "C"}
+    if sys.executable:
+        # Our agents' launchers run this interpreter (it has the project's
+        # packages, e.g. pyroute2), not whichever python3 PATH finds first.
+        env["RGMANAGER_PYTHON"] = os.path.abspath(sys.executable)
+    return env
+
+
 def build_env(req: ActionRequest) -> dict[str, str]:
     """The complete environment of the agent (pure apart from reading ``HA_RSCTMP``).
 
@@ -175,13 +189,7 @@ def build_env(req: ActionRequest) -> dict[str, str]:
     launchers run ``RGMANAGER_PYTHON`` (this interpreter, with the project's
     packages) instead of the first ``python3`` on ``PATH``.
     """
-    py_dir = os.path.dirname(os.path.abspath(sys.executable))
-    path = SANE_PATH if py_dir in SANE_PATH.split(":") else f"{SANE_PATH}:{py_dir}"
-    env: dict[str, str] = {"PATH": path, "LANG": "C"}
-    if sys.executable:
-        # Our agents' launchers run this interpreter (it has the project's
-        # packages, e.g. pyroute2), not whichever python3 PATH finds first.
-        env["RGMANAGER_PYTHON"] = os.path.abspath(sys.executable)
+    env = base_env()
     rsctmp = os.environ.get("HA_RSCTMP")
     if rsctmp is not None:
         env["HA_RSCTMP"] = rsctmp

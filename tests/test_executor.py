@@ -489,3 +489,15 @@ def test_daemon_writing_after_return_survives(tmp_path: Path, reap_pids: list[in
     reap_pids.append(daemon)
     time.sleep(0.5)
     assert proc_alive(daemon)
+
+
+def test_metadata_runs_put_system_directories_first(tmp_path: Path) -> None:
+    """meta-data is an agent run too: the same PATH rule as every action."""
+    from rgmanager.agents.discovery import _run_metadata
+    agent = tmp_path / "show-path"
+    agent.write_text('#!/bin/sh\necho "<path>$PATH</path>"\n')
+    agent.chmod(0o755)
+    out = _run_metadata(agent).decode()
+    path = out.removeprefix("<path>").split("</path>")[0].split(":")
+    assert path[:6] == ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
+                        "/sbin", "/bin"]

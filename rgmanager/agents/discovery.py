@@ -12,12 +12,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..executor import base_env
 from .rules import MetadataError, ResourceRule, parse_metadata
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,7 @@ def _identity(path: Path, lib_stamp: str) -> str:
 
 
 def _run_metadata(path: Path) -> bytes:
-    env = {
-        "PATH": os.path.dirname(sys.executable) + ":/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG": "C",
-        "OCF_ROOT": ocf_root_for(str(path.parent)),
-    }
+    env = {**base_env(), "OCF_ROOT": ocf_root_for(str(path.parent))}
     proc = subprocess.run([str(path), "meta-data"], env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                           timeout=METADATA_TIMEOUT, check=False, start_new_session=True)
