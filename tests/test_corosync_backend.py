@@ -207,12 +207,16 @@ def test_total_order_own_messages_and_broadcast_from_deliver(cluster: Cluster3) 
                 for e in cluster.agent(i).since(marks[i], "msg")]
 
     for i in cluster.agents:
-        wait_for(lambda i=i: len(msgs(i)) >= expected, 15, f"{expected} messages on node{i}")
+        def enough(i: int = i) -> bool:
+            return len(msgs(i)) >= expected
+
+        wait_for(enough, 15, f"{expected} messages on node{i}")
     streams = {i: msgs(i) for i in cluster.agents}
     assert streams[1] == streams[2] == streams[3]
     assert len(streams[1]) == expected
     for i in cluster.agents:  # own messages came back, in the order sent
-        own = [json.loads(p)["k"] for s, p in streams[1] if s == f"node{i}" and "k" in p]
+        own = [json.loads(p)["k"] for s, p in streams[1]
+               if s == f"node{i}" and "k" in json.loads(p)]
         assert own == list(range(per_node))
     echoes = sorted(json.loads(p)["by"] for s, p in streams[1] if "echo_of" in p)
     assert echoes == ["node2", "node3"]
@@ -221,14 +225,17 @@ def test_total_order_own_messages_and_broadcast_from_deliver(cluster: Cluster3) 
 def test_delivery_latency(cluster: Cluster3) -> None:
     cluster.full()
     a1 = cluster.agent(1)
-    own, others = [], []
+    own: list[float] = []
+    others: list[float] = []
     for k in range(20):
         marks = {i: a.mark() for i, a in cluster.agents.items()}
         sent = time.monotonic()
         a1.send({"cmd": "broadcast", "payload": {"lat": k}})
         for i, a in cluster.agents.items():
-            ev = a.wait(lambda e, k=k: e["ev"] == "msg" and e["payload"].get("lat") == k, 5,
-                        f"latency probe {k}", marks[i])
+            def probe_k(e: Event, k: int = k) -> bool:
+                return e["ev"] == "msg" and e["payload"].get("lat") == k
+
+            ev = a.wait(probe_k, 5, f"latency probe {k}", marks[i])
             (own if i == 1 else others).append(ev["t"] - sent)
     own.sort()
     others.sort()
@@ -355,3 +362,36 @@ def test_corosync_killed_under_backend_cluster_lost_then_rejoin(cluster: Cluster
     for a in cluster.agents.values():
         a.wait(lambda e: e["ev"] == "msg" and e["payload"] == {"back": 2}, 5, "message",
                mark if a is a2 else 0)
+
+
+def test_fragments_reassembled_per_sender_without_corosync() -> None:
+    """Reassembly alone (no corosync, no root): two senders' fragments interleaved,
+    a foreign message and an out-of-sequence fragment are dropped, not delivered."""
+    from rgmanager.cluster.base import Message
+    from rgmanager.cluster.corosync import CorosyncCluster
+
+    got: list[Any] = []
+    frags = {}
+    for nodeid, name in ((1, "node1"), (2, "node2")):
+        c = CorosyncCluster(name, {1: "node1", 2: "node2"}, fragment_size=1024)
+        c.broadcast({"from": name, "blob": name * 2000})
+        c.broadcast({"small": name})
+        frags[nodeid] = [f for msg in c._sendq for f in msg]
+    assert len(frags[1]) > 3  # fragmented
+    rx = CorosyncCluster("node1", {1: "node1", 2: "node2"})
+    rx._deliver = got.append
+    rx._joined = True
+    a, b = list(frags[1]), list(frags[2])
+    while a or b:  # interleave the two senders fragment by fragment
+        if a:
+            rx._message(1, 100, a.pop(0))
+        if b:
+            rx._message(2, 200, b.pop(0))
+    rx._message(2, 200, b"not ours")
+    rx._message(1, 100, frags[1][1])  # a middle fragment with no start: dropped
+    assert [type(m) for m in got] == [Message] * 4
+    by = {(m.sender, "blob" in m.payload): m.payload for m in got}
+    assert by[("node1", True)] == {"from": "node1", "blob": "node1" * 2000}
+    assert by[("node2", True)] == {"from": "node2", "blob": "node2" * 2000}
+    assert [m.payload for m in got if m.sender == "node1"][1] == {"small": "node1"}
+    assert rx._partial == {}
