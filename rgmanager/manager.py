@@ -490,7 +490,8 @@ class Manager:
             d = diff(old_forest, new.forest)
             mine = {s.name for s in self.table if s.owner == self.node and
                     s.state == State.STARTED}
-        done: list[str] = []
+        done: list[str] = [f"added {name}" for name in d.services_added]
+        failed: list[tuple[str, str, int]] = []  # service, tree path, rc
         for name in d.services_removed:
             top = old_forest.service(name)
             if name in mine and top is not None:
@@ -503,19 +504,33 @@ class Manager:
             old_top, new_top = old_forest.service(sd.name), new.forest.service(sd.name)
             if old_top is None or new_top is None:
                 continue
+            broken = None
             with self._service_lock(sd.name):
                 for n in stop_order(old_top):
                     if n.name in sd.stop:
                         self.ops.run(n, "stop")
                 for n in start_order(new_top):
                     if n.name in sd.start:
-                        self.ops.run(n, "start")
-            done.append(f"{sd.name}: restarted {', '.join(sd.start) or 'nothing'}")
+                        rec = self.ops.run(n, "start")
+                        if rec.result is not None and not rec.result.ok:
+                            broken = (sd.name, n.path, rec.result.rc)
+                            break  # as a start does: later parts need this one
+            if broken is not None:
+                failed.append(broken)
+                done.append(f"{sd.name}: start of {broken[1]} failed (rc={broken[2]})")
+            else:
+                done.append(f"{sd.name}: restarted {', '.join(sd.start) or 'nothing'}")
         with self.lock:
             self._set_config(new)
             self.table = self.table.only(self.model.services)
         for line in done:
             log.info("reconfiguration: %s", line)
+        # A part that failed to start is a failure of the service, handled by
+        # its recovery policy at once (not "started" until the next check).
+        for name, path, rc in failed:
+            self.cluster.broadcast(to_payload(StatusFailed(
+                self.clock(), name, self.node, path, rc,
+                f"start during reconfiguration failed: {describe_rc(rc)}")))
         # Let the planner place new services.
         self.cluster.broadcast(to_payload(NodesChanged(self.clock())))
         return done

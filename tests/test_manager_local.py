@@ -260,3 +260,32 @@ def test_request_is_dropped_once_its_requester_gave_up(manager: MakeManager,
     assert wait_for(lambda: any("gave up" in h for h in m.history))
     assert m.wait_quiet(10)
     assert svc(m)["state"] == "started"
+
+
+def test_failed_start_during_reload_goes_to_the_recovery_policy(
+        tmp_path: Path, lsb: Path, state_dir: Path) -> None:
+    """A changed resource whose start fails on reload is a service failure at
+    once (here recovery="disable"), never reported as restarted and started."""
+    conf = tmp_path / "cluster.conf"
+
+    def body(file: Path) -> str:
+        return (f'<service name="web" recovery="disable"><script name="app" file="{file}">'
+                '<action name="status" depth="*" interval="1"/></script></service>')
+
+    other = lsb.parent / "lsb-app-v2"
+    other.symlink_to(lsb)
+    conf.write_text(cluster_conf(body(lsb)))
+    m = Manager(load(conf, RULES), LocalCluster("node1"), monitor=False,
+                extra_env={"HA_RSCTMP": str(state_dir)})
+    m.start()
+    try:
+        assert wait_for(lambda: svc(m)["state"] == "started")
+        (state_dir / "app.failstart").touch()
+        conf.write_text(cluster_conf(body(other)).replace('config_version="1"',
+                                                          'config_version="2"'))
+        done = m.reload(load(conf, RULES))
+        assert any("failed" in line for line in done), done
+        assert wait_for(lambda: svc(m)["state"] == "disabled")
+        assert any("start during reconfiguration failed" in h for h in m.history)
+    finally:
+        m.shutdown(stop_services=True)
