@@ -164,3 +164,29 @@ def test_corosync_t_rejects_what_we_would_refuse(tmp_path: Path, corosync_t: Che
     r = corosync_t(text.replace("token: 500", "token: abc"))
     assert r.returncode != 0
     assert 'totem.token' in r.stdout + r.stderr
+
+
+def test_rgmanager_write_corosync_conf_flag(tmp_path: Path) -> None:
+    """`rgmanager --write-corosync-conf PATH` writes what render() gives and
+    exits 0; a value corosync would refuse exits 2 naming the element."""
+    import subprocess
+    import sys
+    good = tmp_path / "good.conf"
+    good.write_text('<?xml version="1.0"?>\n<cluster name="beta" config_version="2">\n'
+                    '  <totem token="500" token_coefficient="0"/>\n  <clusternodes>\n'
+                    '    <clusternode name="node1" nodeid="1"/>\n'
+                    '    <clusternode name="node2" nodeid="2"/>\n  </clusternodes>\n'
+                    '  <cman two_node="1" expected_votes="1"/>\n  <rm/>\n</cluster>\n')
+    out = tmp_path / "corosync.conf"
+    cmd = [sys.executable, "-m", "rgmanager.cli.daemon_main", "-c"]
+    r = subprocess.run([*cmd, str(good), "--write-corosync-conf", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "cluster_name: beta" in text and "two_node: 1" in text and "token: 500" in text
+    bad = tmp_path / "bad.conf"
+    bad.write_text(good.read_text().replace('two_node="1"', 'two_node="2"'))
+    r = subprocess.run([*cmd, str(bad), "--write-corosync-conf", "-"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert '<cman two_node="2">' in r.stderr and "Traceback" not in r.stderr

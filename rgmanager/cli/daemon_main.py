@@ -21,6 +21,35 @@ EXIT_ALREADY_RUNNING = 3
 EXIT_STARTUP = 2
 
 
+def write_corosync_conf(conf: str, out: str, key: str | None, agent_dirs: Sequence[str]
+                        ) -> int:
+    """cluster.conf -> corosync.conf; errors are one located line each."""
+    from ..agents.discovery import default_agent_dirs, load_rules
+    from ..corosync_conf import CorosyncConfError, render
+    from ..errors import ConfigError
+    from ..loader import load
+    try:
+        text = render(load(conf, load_rules(default_agent_dirs(agent_dirs))).config,
+                      crypto_key_file=key)
+    except ConfigError as err:
+        for r in err.reports:
+            print(r, file=sys.stderr)
+        return EXIT_STARTUP
+    except (CorosyncConfError, OSError) as err:
+        print(f"rgmanager: {err}", file=sys.stderr)
+        return EXIT_STARTUP
+    if out == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as err:
+        print(f"rgmanager: cannot write {out}: {err}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rgmanager", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,8 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="do not stop services at startup (rgmanager's -N)")
     p.add_argument("-f", "--foreground", action="store_true",
                    help="accepted for compatibility; the daemon always runs in the foreground")
+    p.add_argument("--write-corosync-conf", metavar="PATH",
+                   help="write the corosync.conf for this cluster.conf to PATH ('-': "
+                   "standard output) and exit, as cman did; 0 written, 2 rejected")
+    p.add_argument("--corosync-key", metavar="FILE",
+                   help="with --write-corosync-conf: enable crypto with this key file")
     args = p.parse_args(argv)
     conf = args.config or os.environ.get("RGMANAGER_CONF") or DEFAULT_CONF
+    if args.write_corosync_conf:
+        return write_corosync_conf(conf, args.write_corosync_conf, args.corosync_key,
+                                   args.agent_dir)
     lock_file = args.lock_file or os.environ.get(LOCK_ENV) or DEFAULT_LOCK
     try:
         daemon = Daemon(Options(conf=conf, node=args.node, backend=args.backend,
