@@ -25,6 +25,7 @@ from typing import Any
 from .agents.rules import expand_time
 from .cluster.base import Membership
 from .config.model import ClusterConfig
+from .config.structure import integer_error
 from .planner import (
     Action,
     Event,
@@ -188,7 +189,7 @@ class Quorum:
     def from_config(cls, config: ClusterConfig) -> Quorum:
         def num(key: str) -> int:
             value = config.cman.get(key, "0")
-            return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else 0
+            return int(value) if integer_error(value, "nonNegativeInteger") is None else 0
         return cls(MappingProxyType({n.name: n.votes for n in config.nodes}),
                    num("expected_votes"), num("two_node") == 1)
 

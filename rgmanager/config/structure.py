@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from ..agents.rules import expand_time
 from ..errors import Reporter, Source
 
 RNG_NS = "http://relaxng.org/ns/structure/1.0"
@@ -44,8 +45,6 @@ MAX_SECONDS = 10 * 365 * 86400
 
 _INTEGER = re.compile(r"\s*([+-]?)([0-9]+)\s*", re.ASCII)
 _TIME = re.compile(r"\s*(?:[0-9]+[smhdwy]?)+\s*", re.ASCII | re.IGNORECASE)
-_TIME_SEGMENT = re.compile(r"([0-9]+)([a-z]?)", re.ASCII | re.IGNORECASE)
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 _TYPE_WORDS = {
     "integer": "an integer",
@@ -72,14 +71,7 @@ def time_error(value: str) -> str | None:
     """Why ``value`` is not a time (``30``, ``5m``, ``1h30m``) within bounds, or None."""
     if _TIME.fullmatch(value) is None:
         return f"{_shorten(value)} is not a time (seconds, or e.g. 30s, 5m, 1h30m)"
-    total = 0
-    for digits, unit in _TIME_SEGMENT.findall(value):
-        digits = digits.lstrip("0")
-        if len(digits) > 12:
-            total = MAX_SECONDS + 1
-            break
-        total += int(digits or "0") * _UNITS[unit.lower()]
-    if total > MAX_SECONDS:
+    if expand_time(value) > MAX_SECONDS:  # saturates, never converts a huge number
         return f"{_shorten(value)} is too long (at most {MAX_SECONDS} seconds, ten years)"
     return None
 
