@@ -32,6 +32,9 @@ class State(StrEnum):
     DISABLED = "disabled"
 
 
+#: States in which a service occupies its owner.
+RUNNING_STATES = (State.STARTING, State.STARTED, State.STOPPING)
+
 #: rgmanager's numeric state codes (clustat -x, clustat -s exit status).
 STATE_CODES: Mapping[State, int] = MappingProxyType({
     State.STOPPED: 110, State.STARTING: 111, State.STARTED: 112, State.STOPPING: 113,
@@ -76,8 +79,7 @@ class ServiceState:
     @property
     def running(self) -> bool:
         """Occupies its owner (for exclusivity and relocation)."""
-        return self.state in (State.STARTING, State.STARTED, State.STOPPING) and \
-            self.owner is not None
+        return self.state in RUNNING_STATES and self.owner is not None
 
     @property
     def occupies(self) -> str | None:

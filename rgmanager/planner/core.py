@@ -185,8 +185,7 @@ class _Planner:
         cluster to decide), so no later event of this partition can restart
         them, and a node that rejoins is never taken for their owner."""
         for ss in list(self.table):
-            if ss.owner is None or ss.owner not in self.members or ss.state not in (
-                    State.STARTING, State.STARTED, State.STOPPING):
+            if not ss.running or ss.owner not in self.members:
                 continue
             node = ss.owner
             self.act(Stop(ss.name, node, "no quorum: emergency stop", emergency=True))
@@ -203,8 +202,7 @@ class _Planner:
         emergency-stopped on quorum loss), so it runs none of them."""
         for ss in list(self.table):
             gone = ss.owner not in self.online or ss.owner in rejoined
-            if ss.owner is None or not gone or ss.state not in (
-                    State.STARTING, State.STARTED, State.STOPPING):
+            if not ss.running or not gone:
                 continue
             if ss.frozen:
                 self.note(f"{ss.name}: owner {ss.owner} is down but the service is frozen; "
@@ -666,8 +664,7 @@ def claimed_table(table: Table, members: tuple[str, ...], now: float) -> Table:
     or never started what it ran, so nothing a member owned runs any more."""
     out = []
     for ss in table:
-        if ss.owner in members and ss.state in (State.STARTING, State.STARTED,
-                                                 State.STOPPING):
+        if ss.running and ss.owner in members:
             out.append(ss.moved(State.STOPPED, now, after_stop="stopped", target=None,
                                 tried=(), relocating_from=None, request=None,
                                 request_origin=None))

@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Set
 
 from ..cluster.base import Membership
-from ..state import State, Table
+from ..state import RUNNING_STATES, State, Table
 from .events import Action, RestartParts, Start, StartParts
 from .model import PlanModel
 from .placement import ILLEGAL, candidates
-
-RUNNING = (State.STARTING, State.STARTED, State.STOPPING)
 
 
 def check_actions(model: PlanModel, membership: Membership, actions: Iterable[Action],
@@ -51,11 +49,11 @@ def check_table(model: PlanModel, table: Table, membership: Membership) -> list[
     out = []
     by_node: dict[str, list[str]] = {}
     for ss in table:
-        if ss.state in RUNNING and ss.owner is None:
+        if ss.state in RUNNING_STATES and ss.owner is None:
             out.append(f"{ss.name} is {ss.state} without an owner")
         if ss.occupies is not None:
             by_node.setdefault(ss.occupies, []).append(ss.name)
-        if ss.state not in RUNNING:
+        if ss.state not in RUNNING_STATES:
             continue
         spec = model.services.get(ss.name)
         d = spec.domain if spec else None
