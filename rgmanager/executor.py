@@ -32,6 +32,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .agenthost.procgroup import exited, group_alive, killpg, pidfd_open
+
 log = logging.getLogger(__name__)
 
 #: Where agents look for programs: the system directories come first, so a
@@ -239,68 +241,6 @@ class _Output:
         return body
 
 
-def _pidfd_open(pid: int) -> int | None:
-    """A descriptor that becomes readable when *pid* exits (Linux >= 5.3), if available."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        fd: int = opener(pid)
-        return fd
-    except OSError:
-        return None
-
-
-def _exited(pid: int) -> bool:
-    """True once *pid* has exited, *without reaping it*.
-
-    Leaving the group leader a zombie until we are done keeps its pid (and so
-    the process-group id) reserved: ``killpg`` can never hit an unrelated
-    group that reused the number.
-    """
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
-
-
-def _group_alive(pgid: int, leader: int) -> bool:
-    """Whether any non-zombie process other than the (exited) leader is in *pgid*."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        entries = []
-    if not entries:  # no /proc: ask the kernel (zombies count as alive here)
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == leader:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state ppid pgrp ...
-        rest = stat[stat.rfind(b")") + 2 :].split()
-        if len(rest) >= 3 and rest[0] not in (b"Z", b"X") and int(rest[2]) == pgid:
-            return True
-    return False
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def _drain_forever(fd: int, label: str) -> None:
     """Read and discard until EOF, in a daemon thread.
 
@@ -339,6 +279,229 @@ def _not_installed(req: ActionRequest, why: str, start: float) -> ActionResult:
     )
 
 
+class _Phase(enum.Enum):
+    """Where a supervised process is in its life (see :class:`_Supervisor`)."""
+
+    RUNNING = "running"  # waiting for the leader to exit or the deadline to pass
+    TERMINATING = "terminating"  # SIGTERM sent to the group; SIGKILL after the grace
+    DRAINING = "draining"  # SIGKILL sent or leader gone: read what is left, briefly
+    DONE = "done"
+
+
+class _Supervisor:
+    """Watch one process group until its leader is gone and its output is read.
+
+    A small state machine, one transition per wake-up::
+
+        RUNNING --exit--> DRAINING --pipes closed or DRAIN_WINDOW--> DONE
+        RUNNING --deadline (enforced)--> TERMINATING
+        TERMINATING --leader and group gone--> DRAINING
+        TERMINATING --kill_grace passed--> SIGKILL --> DRAINING
+
+    An unenforced deadline only logs a warning once and stays RUNNING.  The
+    leader is never reaped here (see :mod:`rgmanager.agenthost.procgroup`).
+    """
+
+    def __init__(self, pid: int, pipes: Mapping[int, _Output], *, timeout: float | None,
+                 enforce: bool, kill_grace: float, label: str) -> None:
+        self.pid = pid
+        self.pipes = dict(pipes)  # fd -> buffer; an fd leaves at EOF
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout if timeout is not None else None
+        self.enforce = enforce
+        self.kill_grace = kill_grace
+        self.label = label
+        self.phase = _Phase.RUNNING
+        self.timed_out = False
+        self.leader_exited = False
+        self.term_sent = 0.0
+        self.settle_from = 0.0  # when the last process we waited for went away
+        self.pidfd = pidfd_open(pid)
+
+    def open_fds(self) -> list[int]:
+        """Output pipes not yet at EOF (left to a drain thread by the caller)."""
+        return list(self.pipes)
+
+    def run(self) -> None:
+        try:
+            while self.phase is not _Phase.DONE:
+                self._wait(self._step(time.monotonic()))
+        finally:
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+            if not self.leader_exited:
+                # Only reachable through an exception (e.g. KeyboardInterrupt):
+                # do not leave a runaway process behind.
+                killpg(self.pid, signal.SIGKILL)
+
+    def _step(self, now: float) -> float:
+        """Make at most one transition; return how long we may sleep."""
+        if not self.leader_exited and exited(self.pid):
+            self.leader_exited = True
+            self.settle_from = max(self.settle_from, now)
+        if self.phase is _Phase.RUNNING:
+            return self._running(now)
+        if self.phase is _Phase.TERMINATING:
+            return self._terminating(now)
+        return self._draining(now)
+
+    def _running(self, now: float) -> float:
+        if self.leader_exited:
+            self.phase = _Phase.DRAINING
+            return 0.0
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            if not self.enforce:
+                log.warning("%s exceeded its timeout of %g s (not enforced)",
+                            self.label, self.timeout)
+                return self._leader_tick()
+            log.error("%s timed out after %g seconds; sending SIGTERM to its process group",
+                      self.label, self.timeout)
+            self.timed_out = True
+            killpg(self.pid, signal.SIGTERM)
+            self.term_sent = now
+            self.phase = _Phase.TERMINATING
+            return 0.0
+        wait = self._leader_tick()
+        return wait if self.deadline is None else min(wait, self.deadline - now)
+
+    def _terminating(self, now: float) -> float:
+        if self.leader_exited and not group_alive(self.pid, self.pid):
+            self.phase = _Phase.DRAINING  # everything obeyed SIGTERM
+            return 0.0
+        if now - self.term_sent >= self.kill_grace:
+            log.error("%s still running %g seconds after SIGTERM; sending SIGKILL "
+                      "to its process group", self.label, self.kill_grace)
+            killpg(self.pid, signal.SIGKILL)
+            self.settle_from = max(self.settle_from, now)
+            self.phase = _Phase.DRAINING
+            return 0.0
+        return min(_TICK, self.term_sent + self.kill_grace - now)
+
+    def _draining(self, now: float) -> float:
+        if not self.leader_exited:
+            return self._leader_tick()  # SIGKILLed: it goes away at once
+        # Done once the pipes are closed, or after a short window if
+        # leftovers (a daemon) still hold them open.
+        if not self.pipes or now - self.settle_from >= DRAIN_WINDOW:
+            self.phase = _Phase.DONE
+            return 0.0
+        return self.settle_from + DRAIN_WINDOW - now
+
+    def _leader_tick(self) -> float:
+        """How long to sleep while waiting for the leader to exit."""
+        return 3600.0 if self.pidfd is not None else _TICK
+
+    def _wait(self, wait: float) -> None:
+        """Sleep up to *wait* seconds, reading output and noticing the leader's exit."""
+        if self.phase is _Phase.DONE:
+            return
+        fds = list(self.pipes)
+        if self.pidfd is not None and not self.leader_exited:
+            fds.append(self.pidfd)
+        if not fds:
+            time.sleep(max(0.0, wait))
+            return
+        ready, _, _ = select.select(fds, [], [], max(0.0, wait))
+        for fd in ready:
+            if fd in self.pipes:
+                data = os.read(fd, 65536)
+                if data:
+                    self.pipes[fd].add(data)
+                else:
+                    del self.pipes[fd]
+                    os.close(fd)
+
+
+def _reap(proc: subprocess.Popen[bytes], sup: _Supervisor) -> int:
+    """Reap the leader; hand pipes still held by leftovers to a drain thread."""
+    raw_rc = proc.wait()
+    for fd in sup.open_fds():
+        threading.Thread(target=_drain_forever, args=(fd, sup.label), name="executor-drain",
+                         daemon=True).start()
+    return raw_rc
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    """Outcome of :func:`run_program`.
+
+    ``returncode`` is None when the program did not exit by itself: it timed
+    out, was killed by a signal, or could not be started (then ``stderr``
+    says why).
+    """
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    elapsed: float
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _feed(fd: int, data: bytes) -> None:
+    """Write a program's stdin from a thread, so a large input cannot deadlock
+    against a program that writes before it reads."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:  # the program closed its stdin (EPIPE) or is gone
+        pass
+    finally:
+        os.close(fd)
+
+
+def run_program(argv: Sequence[str], *, stdin: bytes | None = None,
+                env: Mapping[str, str] | None = None, timeout: float,
+                kill_grace: float = KILL_GRACE) -> ProgramResult:
+    """Run a program that is not a resource agent (a fence agent) with the
+    executor's guarantees: argv list, :func:`base_env` plus *env*, its own
+    process group killed as a whole on timeout (SIGTERM, SIGKILL after
+    *kill_grace*), bounded stdout and stderr.  Never raises for program trouble.
+    """
+    start = time.monotonic()
+    label = f"{os.path.basename(argv[0]) if argv else '?'}"
+    full_env = base_env()
+    for name, value in (env or {}).items():
+        if _valid_env_item("environment variable", name, str(value)):
+            full_env[name] = str(value)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdin is not None else (None, None)
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=in_r if in_r is not None else subprocess.DEVNULL,
+            stdout=out_w, stderr=err_w, env=full_env, close_fds=True,
+            start_new_session=True, restore_signals=True, cwd="/",
+        )
+    except (OSError, ValueError) as exc:
+        for fd in (out_r, err_r, in_w):
+            if fd is not None:
+                os.close(fd)
+        log.error("cannot run %s: %s", label, exc)
+        return ProgramResult(None, "", f"cannot run {label}: {exc}",
+                             time.monotonic() - start, False)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        if in_r is not None:
+            os.close(in_r)
+    if in_w is not None:
+        threading.Thread(target=_feed, args=(in_w, stdin), name="executor-stdin",
+                         daemon=True).start()
+    out, err = _Output(), _Output()
+    sup = _Supervisor(proc.pid, {out_r: out, err_r: err}, timeout=timeout if timeout > 0 else None,
+                      enforce=True, kill_grace=kill_grace, label=label)
+    sup.run()
+    raw_rc = _reap(proc, sup)
+    code = None if sup.timed_out or raw_rc < 0 else raw_rc
+    return ProgramResult(code, out.text(), err.text(), time.monotonic() - start, sup.timed_out)
+
+
 def run_action(req: ActionRequest, *, kill_grace: float = KILL_GRACE) -> ActionResult:
     """Run ``req.agent req.action [extra_args]`` and wait for its result.
 
@@ -349,12 +512,17 @@ def run_action(req: ActionRequest, *, kill_grace: float = KILL_GRACE) -> ActionR
     """
     start = time.monotonic()
     agent = os.path.abspath(req.agent)  # never let PATH pick the program
-    label = f"{req.action} on {req.instance}"
     if not os.path.isfile(agent):
         return _not_installed(req, "no such file", start)
     if not os.access(agent, os.X_OK):
         return _not_installed(req, "not executable", start)
+    return _run_process(req, agent, kill_grace, start)
 
+
+def _run_process(req: ActionRequest, agent: str, kill_grace: float,
+                 start: float) -> ActionResult:
+    """The agent as a process of its own: fork, exec, supervise, reap."""
+    label = f"{req.action} on {req.instance}"
     argv = [agent, req.action, *req.extra_args]
     env = build_env(req)
     log.debug("%s: exec %s (parameters: %s)", label, argv, ", ".join(sorted(req.params)) or "-")
@@ -374,105 +542,26 @@ def run_action(req: ActionRequest, *, kill_grace: float = KILL_GRACE) -> ActionR
         )
     except OSError as exc:
         os.close(read_fd)
-        os.close(write_fd)
         if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR):
             return _not_installed(req, exc.strerror or str(exc), start)
         return _not_installed(req, str(exc), start)
-    os.close(write_fd)
-
-    pid = proc.pid
-    pidfd = _pidfd_open(pid)
-    timeout = req.timeout if req.timeout and req.timeout > 0 else None
-    deadline = start + timeout if timeout is not None else None
-    output = _Output()
-    eof = False
-    exited = False
-    settle_from = 0.0  # when the last process we waited for went away
-    timed_out = False
-    warned = False
-    term_sent: float | None = None
-    escalating = False  # between SIGTERM and "group gone or SIGKILLed"
-
-    try:
-        while True:
-            now = time.monotonic()
-            if not exited and _exited(pid):
-                exited = True
-                settle_from = max(settle_from, now)
-
-            if deadline is not None and now >= deadline and not exited and term_sent is None:
-                if req.enforce_timeout:
-                    timed_out = True
-                    log.error(
-                        "%s timed out after %g seconds; sending SIGTERM to its process group",
-                        label,
-                        timeout,
-                    )
-                    _killpg(pid, signal.SIGTERM)
-                    term_sent = now
-                    escalating = True
-                elif not warned:
-                    warned = True
-                    log.warning("%s exceeded its timeout of %g s (not enforced)", label, timeout)
-
-            if escalating and term_sent is not None:
-                if exited and not _group_alive(pid, pid):
-                    escalating = False  # everything obeyed SIGTERM
-                elif now - term_sent >= kill_grace:
-                    log.error(
-                        "%s still running %g seconds after SIGTERM; sending SIGKILL "
-                        "to its process group",
-                        label,
-                        kill_grace,
-                    )
-                    _killpg(pid, signal.SIGKILL)
-                    escalating = False
-                    settle_from = max(settle_from, now)
-
-            if exited and not escalating:
-                # Done once the pipe is closed, or after a short drain window
-                # if leftovers (a daemon) still hold it open.
-                if eof or now - settle_from >= DRAIN_WINDOW:
-                    break
-
-            # Sleep until something needs our attention.
-            waits = [_TICK if pidfd is None and not exited else 3600.0]
-            if deadline is not None and not exited and term_sent is None and not warned:
-                waits.append(deadline - now)
-            if escalating and term_sent is not None:
-                waits.append(min(_TICK, term_sent + kill_grace - now))
-            if exited and not escalating:
-                waits.append(settle_from + DRAIN_WINDOW - now)
-            wait = max(0.0, min(waits))
-
-            fds = [] if eof else [read_fd]
-            if pidfd is not None and not exited:
-                fds.append(pidfd)
-            if not fds:
-                time.sleep(wait)
-                continue
-            ready, _, _ = select.select(fds, [], [], wait)
-            if read_fd in ready:
-                data = os.read(read_fd, 65536)
-                if data:
-                    output.add(data)
-                else:
-                    eof = True
     finally:
-        if pidfd is not None:
-            os.close(pidfd)
-        if not exited:
-            # Only reachable through an exception (e.g. KeyboardInterrupt):
-            # do not leave a runaway agent behind.
-            _killpg(pid, signal.SIGKILL)
-        raw_rc = proc.wait()
-        if eof:
-            os.close(read_fd)
-        else:
-            threading.Thread(
-                target=_drain_forever, args=(read_fd, label), name="executor-drain", daemon=True
-            ).start()
+        os.close(write_fd)
 
+    output = _Output()
+    timeout = req.timeout if req.timeout and req.timeout > 0 else None
+    sup = _Supervisor(proc.pid, {read_fd: output}, timeout=timeout,
+                      enforce=req.enforce_timeout, kill_grace=kill_grace, label=label)
+    try:
+        sup.run()
+    finally:
+        raw_rc = _reap(proc, sup)
+    return _finish(req, label, raw_rc, sup.timed_out, output.text(), start)
+
+
+def _finish(req: ActionRequest, label: str, raw_rc: int, timed_out: bool, text: str,
+            start: float) -> ActionResult:
+    """The caller's view of a finished run: OCF code, logged with its output."""
     duration = time.monotonic() - start
     if timed_out or raw_rc < 0:
         rc = int(OcfRc.ERR_GENERIC)
@@ -480,7 +569,6 @@ def run_action(req: ActionRequest, *, kill_grace: float = KILL_GRACE) -> ActionR
         rc = lsb_to_ocf(req.action, raw_rc)
     else:
         rc = raw_rc
-    text = output.text()
     log.debug(
         "%s returned %d (%s)%s in %.3f s; output:\n%s",
         label,

@@ -501,3 +501,53 @@ def test_metadata_runs_put_system_directories_first(tmp_path: Path) -> None:
     path = out.removeprefix("<path>").split("</path>")[0].split(":")
     assert path[:6] == ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
                         "/sbin", "/bin"]
+
+
+# --- run_program (fence agents and other non-OCF programs) ------------------------
+
+
+def test_run_program_exit_code_stdout_stderr_and_stdin(tmp_path: Path) -> None:
+    prog = make_agent(tmp_path, 'read a; read b; echo "got $a/$b"; echo oops >&2; exit 3\n')
+    res = executor.run_program([str(prog)], stdin=b"action=off\nport=4\n", timeout=10)
+    assert (res.returncode, res.timed_out) == (3, False)
+    assert res.stdout == "got action=off/port=4\n"
+    assert res.stderr == "oops\n"
+    assert not res.ok and res.elapsed < 5
+
+
+def test_run_program_environment_is_base_env_plus_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RGM_TEST_CANARY", "leak")
+    prog = make_agent(tmp_path, "env\n")
+    res = executor.run_program([str(prog)], env={"FENCE_X": "1", "bad-name": "2"}, timeout=10)
+    assert res.ok, res
+    env = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+    assert env["FENCE_X"] == "1"
+    assert env["PATH"].startswith(SANE_PATH)
+    assert "RGM_TEST_CANARY" not in env and "bad-name" not in env
+
+
+def test_run_program_timeout_kills_the_group(tmp_path: Path, reap_pids: list[int]) -> None:
+    pidfile = tmp_path / "child.pid"
+    prog = make_agent(tmp_path, f"sleep 1000 &\necho $! > '{pidfile}'\ntrap '' TERM\n"
+                                "while :; do sleep 0.1; done\n")
+    res = executor.run_program([str(prog)], timeout=0.3, kill_grace=0.3)
+    child = read_pid(pidfile)
+    reap_pids.append(child)
+    assert res.timed_out and res.returncode is None
+    assert res.elapsed < 3.0
+    assert wait_dead(child)
+
+
+def test_run_program_missing_program_is_reported_not_raised(tmp_path: Path) -> None:
+    res = executor.run_program([str(tmp_path / "nope")], timeout=5)
+    assert res.returncode is None and not res.timed_out
+    assert "nope" in res.stderr
+
+
+def test_run_program_large_stdin_does_not_deadlock(tmp_path: Path) -> None:
+    prog = make_agent(tmp_path, "cat\n")
+    data = b"x" * 300_000
+    res = executor.run_program([str(prog)], stdin=data, timeout=10)
+    assert res.ok
+    assert res.stdout.endswith("x" * 1000) and "truncated" in res.stdout.splitlines()[0]
