@@ -1,20 +1,48 @@
-"""Status checks of locally running services, scheduled with APScheduler.
+"""Status checks of locally running services: one timer heap, one pool.
 
-One job per running service ticks every ``status_poll_interval``; at each
-tick every resource runs the deepest of its status depths whose own
-interval is due (rgmanager's do_status), so deep checks run less often than
-cheap ones. A tick is skipped while another operation holds the service.
+What runs (``StatusChecker``, rgmanager's do_status): at each check every
+resource runs the deepest of its status depths whose own interval has
+elapsed, so deep checks run less often than cheap ones; intervals count
+from the last successful start.
+
+When it runs (``Monitor``): one heap of (due time, service) ordered by the
+monotonic clock and one timer thread that sleeps until the earliest entry is
+due, then hands that service to a bounded worker pool.  A service is always
+in exactly one place -- waiting in the heap or running in the pool -- so its
+checks never overlap and none is ever skipped: a check that finds every
+worker busy waits in the pool's queue (late, not lost).  When a check ends,
+the service goes back on the heap at the moment its next check is due,
+which ``next_due`` (normally ``StatusChecker.next_due``) computes from the
+per-resource intervals; so each check runs at its due time, not at the next
+multiple of a polling period.  Without ``next_due`` the monitor falls back
+to rgmanager's fixed ``status_poll_interval`` tick (fixed rate, no drift).
+A service that was not checked after all (another operation held it) is
+retried one second later (or at the poll interval if that is shorter).
+Work per check is O(log N) for the heap; watch/unwatch are O(1) and are
+cheap to repeat, since the manager re-applies them after every delivery.
+
+Why not APScheduler: a job per service (the previous design) polled every
+service every ``status_poll_interval`` whether due or not, and its
+``max_instances`` rule *skipped* a run whenever the previous one was still
+queued -- 11,700 skips a minute at 1,000 services.  One date job per due
+time would fix the skipping, but the waiting/running bookkeeping that keeps
+a service's checks from overlapping would still have to live here, and
+APScheduler 3 schedules on the wall clock (timezone-aware datetimes: a clock
+step moves every pending check) while the checker's intervals are
+monotonic.  What is left for a scheduler to do -- keep due times ordered and
+sleep until the first -- is a heap and one thread.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from .agents.rules import ActionRule
 from .tree.model import Node
@@ -39,10 +67,19 @@ class _ServiceTimers:
     failures: dict[str, list[float]] = field(default_factory=dict)
 
 
+def due_at(node: Node, timers: _ServiceTimers, action: ActionRule) -> float:
+    """When ``action`` of ``node`` is next due (its interval after it last ran)."""
+    return timers.last.get((node.path, action.depth), timers.start) + action.interval
+
+
 def due_action(node: Node, timers: _ServiceTimers, now: float) -> ActionRule | None:
-    """The deepest status action of ``node`` whose interval has elapsed."""
-    due = [a for a in node.status_actions()
-           if now - timers.last.get((node.path, a.depth), timers.start) >= a.interval]
+    """The deepest status action of ``node`` whose interval has elapsed.
+
+    Written as ``now >= due_at(...)`` (not ``now - last >= interval``) so that
+    a timer woken at exactly ``due_at`` finds the action due: both sides
+    round the same float sum.
+    """
+    due = [a for a in node.status_actions() if now >= due_at(node, timers, a)]
     if not due:
         return None
     return max(due, key=lambda a: a.depth)
@@ -62,6 +99,31 @@ class StatusChecker:
 
     def forget(self, service: str) -> None:
         self.timers.pop(service, None)
+
+    def next_due(self, top: Node, skip: Collection[str] = ()) -> float | None:
+        """When the next status action of ``top``'s tree falls due (this
+        checker's clock), or None if nothing in it has a status interval.
+
+        A service never reset here counts from now, as ``check`` would.
+        Skipped parts (and everything below them) are left out, as in
+        ``check``.
+        """
+        timers = self.timers.get(top.name)
+        if timers is None:
+            self.reset(top.name)
+            timers = self.timers[top.name]
+        soonest: float | None = None
+        stack = [top]
+        while stack:
+            node = stack.pop()
+            if node.path in skip:
+                continue
+            for a in node.status_actions():
+                at = due_at(node, timers, a)
+                if soonest is None or at < soonest:
+                    soonest = at
+            stack.extend(node.children)
+        return soonest
 
     def check(self, top: Node, skip: set[str], force: bool = False) -> Failure | None:
         """One pass; ``force`` treats every depth as due (an explicit check)."""
@@ -105,36 +167,154 @@ class StatusChecker:
         return len(times) <= node.max_failures
 
 
-class Monitor:
-    """The APScheduler side: one interval job per locally running service."""
+#: A check that did not run (another operation held the service) is retried this soon.
+RETRY_BUSY = 1.0
 
-    def __init__(self, poll_interval: float, tick: Callable[[str], None]) -> None:
+
+class Monitor:
+    """One timer heap and one bounded worker pool for every service's checks.
+
+    ``tick(service)`` runs one check pass (the manager's, which takes the
+    service's lock and calls ``StatusChecker.check``).  ``next_due(service)``
+    says when that service's next check is due, on ``clock``; without it the
+    monitor ticks every ``poll_interval`` seconds.  ``workers`` bounds how
+    many checks run at once (rgmanager's ``status_child_max``); a due check
+    beyond that waits for a worker instead of being skipped.
+    """
+
+    def __init__(self, poll_interval: float, tick: Callable[[str], None], *,
+                 next_due: Callable[[str], float | None] | None = None,
+                 workers: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
         self.poll_interval = max(1.0, poll_interval)
         self.tick = tick
-        self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True,
-                                                           "max_instances": 1,
-                                                           "misfire_grace_time": None})
-        self.lock = threading.Lock()
+        self.next_due = next_due
+        self.clock = clock
+        self.workers = max(1, workers)
+        self._cv = threading.Condition()
+        # (due, seq, service, tick?) -- an entry is live while _waiting[service][0] == seq
+        self._heap: list[tuple[float, int, str, bool]] = []
+        self._seq = itertools.count()
+        self._waiting: dict[str, tuple[int, float]] = {}
+        self._running: set[str] = set()
+        self._watched: set[str] = set()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.ticks = 0  # tick calls made (for tests and benchmarks)
 
+    # -- life ------------------------------------------------------------------
     def start(self) -> None:
-        self.scheduler.start()
+        with self._cv:
+            if self._thread is not None:
+                return
+            self._stopped = False
+            self._pool = ThreadPoolExecutor(max_workers=self.workers,
+                                            thread_name_prefix="rg-status")
+            self._thread = threading.Thread(target=self._timer, name="rg-status-timer",
+                                             daemon=True)
+            self._thread.start()
 
     def shutdown(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        """Stop scheduling; checks already running finish on their own."""
+        with self._cv:
+            self._stopped = True
+            thread, pool = self._thread, self._pool
+            self._thread = self._pool = None
+            self._cv.notify_all()
+        if thread is not None:
+            thread.join()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
+    # -- what is watched ----------------------------------------------------------
     def watch(self, service: str) -> None:
-        job_id = f"status:{service}"
-        with self.lock:
-            if self.scheduler.get_job(job_id) is None:
-                self.scheduler.add_job(self.tick, "interval", args=[service], id=job_id,
-                                       seconds=self.poll_interval, replace_existing=True)
+        """Start checking ``service`` (no-op if already watched).
+
+        Its first entry only asks ``next_due`` (from a worker, never under
+        this monitor's lock); the first check follows at the time it gives.
+        """
+        with self._cv:
+            if service in self._watched:
+                return
+            self._watched.add(service)
+            if service not in self._running:
+                if self.next_due is None:
+                    self._push(service, self.clock() + self.poll_interval, True)
+                else:
+                    self._push(service, self.clock(), False)
 
     def unwatch(self, service: str) -> None:
-        with self.lock:
-            job = self.scheduler.get_job(f"status:{service}")
-            if job is not None:
-                job.remove()
+        """Stop checking ``service``; a check already running finishes."""
+        with self._cv:
+            self._watched.discard(service)
+            self._waiting.pop(service, None)  # its heap entry goes stale
 
     def watched(self) -> list[str]:
-        return sorted(j.id.removeprefix("status:") for j in self.scheduler.get_jobs())
+        with self._cv:
+            return sorted(self._watched)
+
+    def due(self, service: str) -> float | None:
+        """When ``service``'s next tick is scheduled (None: not waiting)."""
+        with self._cv:
+            entry = self._waiting.get(service)
+            return None if entry is None else entry[1]
+
+    # -- the timer thread and the workers -------------------------------------------
+    def _push(self, service: str, due: float, tick: bool) -> None:
+        """Queue ``service`` at ``due``; caller holds ``_cv``."""
+        seq = next(self._seq)
+        self._waiting[service] = (seq, due)
+        heapq.heappush(self._heap, (due, seq, service, tick))
+        if self._heap[0][1] == seq:
+            self._cv.notify()  # a new earliest entry: the timer must wake sooner
+
+    def _timer(self) -> None:
+        with self._cv:
+            while not self._stopped:
+                heap = self._heap
+                while heap and self._waiting.get(heap[0][2], (None,))[0] != heap[0][1]:
+                    heapq.heappop(heap)  # unwatched or rescheduled since
+                if not heap:
+                    self._cv.wait()
+                    continue
+                wait = heap[0][0] - self.clock()
+                if wait > 0:
+                    self._cv.wait(wait)
+                    continue
+                due, _, service, tick = heapq.heappop(heap)
+                del self._waiting[service]
+                self._running.add(service)
+                assert self._pool is not None
+                self._pool.submit(self._run, service, due, tick)
+
+    def _run(self, service: str, due: float, tick: bool) -> None:
+        """One service's turn on a worker: check (if ``tick``), then requeue."""
+        if tick:
+            try:
+                self.tick(service)
+            except Exception:
+                log.exception("%s: status check failed to run", service)
+        try:
+            nxt = self._following(service, due, tick)
+        except Exception:
+            log.exception("%s: cannot compute the next status check", service)
+            nxt = self.clock() + self.poll_interval
+        with self._cv:
+            self.ticks += tick
+            self._running.discard(service)
+            if service in self._watched and not self._stopped:
+                self._push(service, nxt, True)
+
+    def _following(self, service: str, due: float, ticked: bool) -> float:
+        """When ``service`` runs next, after its turn that was due at ``due``."""
+        now = self.clock()
+        if self.next_due is None:
+            # fixed rate from the previous due time; an overrun runs at once
+            return max(due + self.poll_interval, now) if ticked else due
+        at = self.next_due(service)
+        if at is None:  # nothing with an interval (yet): look again later
+            return now + self.poll_interval
+        if ticked and at <= due:
+            # the tick checked nothing (the service was busy): retry soon
+            return now + min(RETRY_BUSY, self.poll_interval)
+        return max(at, now)
