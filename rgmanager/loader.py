@@ -21,9 +21,13 @@ class Loaded:
     reports: list[Report]
 
 
-def load(path: str | Path, rules: RuleSet) -> Loaded:
-    """Parse, validate and build; raise ConfigError carrying every report."""
-    config, reports = load_config(path, rules)
+def load(path: str | Path, rules: RuleSet, *, allow_fragment: bool = False) -> Loaded:
+    """Parse, validate and build; raise ConfigError carrying every report.
+
+    ``allow_fragment``: accept a ``<cluster>`` without name, config_version or
+    clusternodes, with a warning (rg_test only; see ``config.load_config``).
+    """
+    config, reports = load_config(path, rules, allow_fragment=allow_fragment)
     r = Reporter()
     r.reports.extend(reports)
     forest = build_forest(config, rules, r)

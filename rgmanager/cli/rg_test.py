@@ -156,7 +156,7 @@ def _load_rules(args: argparse.Namespace) -> RuleSet:
 
 def _load(path: str, rules: RuleSet, as_json: bool) -> Loaded | int:
     try:
-        loaded = load(path, rules)
+        loaded = load(path, rules, allow_fragment=True)
     except ConfigError as err:
         print_reports(err.reports, as_json)
         return EXIT_ERRORS
@@ -207,8 +207,7 @@ def cmd_op(args: argparse.Namespace, rules: RuleSet, loaded: Loaded) -> int:
     if not nodes:
         print(f"No resource {args.name} of type {args.type} found", file=sys.stderr)
         return EXIT_OP_FAILED
-    enforce = loaded.config.rm.attrs.get("enforce_timeouts", "0") in ("1", "yes", "true", "on")
-    ops = TreeOps(enforce_timeouts=enforce)
+    ops = TreeOps(enforce_timeouts=loaded.config.rm.enforce_timeouts)
     name = args.name
     records = []
     ok = True

@@ -102,29 +102,44 @@ class ResourceDecl:
     children: tuple[ResourceDecl, ...] = ()
     actions: tuple[ActionOverride, ...] = ()
     source: Source | None = field(default=None, compare=False)
+    # Per-reference flags, parsed once from ``attrs`` (which stays as written).
+    #: ``__independent_subtree`` is 1/yes (or 2/non-critical, which implies it).
+    independent: bool = field(default=False, compare=False)
+    #: ``__independent_subtree="2"`` / ``non-critical``.
+    noncritical: bool = field(default=False, compare=False)
+    #: ``__enforce_timeouts``.
+    enforce_timeouts: bool = field(default=False, compare=False)
 
     @property
     def ref(self) -> str | None:
         return self.attrs.get("ref")
 
 
+#: ``<rm status_poll_interval>`` when not given (rgmanager's default).
+DEFAULT_STATUS_POLL_INTERVAL = 10
+
+
 @dataclass(frozen=True)
 class RMConfig:
+    """``<rm>``: its attributes parsed once into typed fields (``attrs`` keeps
+    the text as written for the few readers that need it)."""
+
     attrs: Mapping[str, str] = field(default_factory=frozen_map)
     domains: tuple[FailoverDomain, ...] = ()
     resources: tuple[ResourceDecl, ...] = ()
     defaults: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     services: tuple[ResourceDecl, ...] = ()  # every top-level resource element under <rm>
+    status_poll_interval: int = DEFAULT_STATUS_POLL_INTERVAL
+    enforce_timeouts: bool = False
+    central_processing: bool = False
+    #: syslog level 0..7, None when not given.
+    log_level: int | None = None
 
     def domain(self, name: str) -> FailoverDomain | None:
         for d in self.domains:
             if d.name.lower() == name.lower():
                 return d
         return None
-
-    @property
-    def status_poll_interval(self) -> int:
-        return int(self.attrs.get("status_poll_interval", "10"))
 
 
 @dataclass(frozen=True)
@@ -140,12 +155,27 @@ class ClusterConfig:
     logging: Mapping[str, str] = field(default_factory=frozen_map)
     logging_daemons: tuple[Mapping[str, str], ...] = ()
     rm: RMConfig = field(default_factory=RMConfig)
+    #: ``<cman expected_votes>``; 0 when not given (then the nodes' votes count).
+    expected_votes: int = 0
+    #: ``<cman two_node>``: either node of a two-node cluster is quorate alone.
+    two_node: bool = False
+    #: ``debug`` of ``<logging>``, overridden by ``<logging_daemon name="rgmanager">``.
+    log_debug: bool = False
+    #: False for a fragment (no name, config_version or clusternodes) that only
+    #: ``rg_test`` accepts; see :func:`rgmanager.config.parser.load_config`.
+    complete: bool = True
 
     def node(self, name: str) -> ClusterNode | None:
         for n in self.nodes:
             if n.name.lower() == name.lower():
                 return n
         return None
+
+    @property
+    def quorum_expected_votes(self) -> int:
+        """cman's expected votes: ``expected_votes`` or, when not given, the sum
+        of every configured node's votes."""
+        return self.expected_votes or sum(n.votes for n in self.nodes)
 
     def node_by_id(self, nodeid: int) -> ClusterNode | None:
         for n in self.nodes:

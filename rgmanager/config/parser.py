@@ -24,6 +24,7 @@ from ..agents.discovery import RuleSet
 from ..agents.rules import expand_time
 from ..errors import ConfigError, Report, Reporter, Source
 from .model import (
+    DEFAULT_STATUS_POLL_INTERVAL,
     ActionOverride,
     ClusterConfig,
     ClusterNode,
@@ -51,14 +52,32 @@ COUNT_ATTRS = frozenset({"__max_restarts", "__max_failures"})
 ACTION_ATTRS = ("name", "depth", "timeout", "interval")
 
 
-def parse_bool(value: str) -> bool:
-    """decision 1 in docs/decisions.md: the usual words only; anything else is an error."""
-    v = value.strip().lower()
+_NO_DEFAULT = object()
+
+
+def parse_bool(value: str | None, default: bool | object = _NO_DEFAULT) -> bool:
+    """The one boolean reader (decision 1 in docs/decisions.md).
+
+    rgmanager's words, case-insensitive and ignoring blanks: 1/yes/true/on
+    and 0/no/false/off. Anything else (or None) raises ValueError, unless a
+    ``default`` is given: then it is returned instead, for values that were
+    validated already or that rgmanager itself read leniently.
+    """
+    v = (value or "").strip().lower()
     if v in TRUE_WORDS:
         return True
     if v in FALSE_WORDS:
         return False
+    if isinstance(default, bool):
+        return default
     raise ValueError(f"{value!r} is not a boolean (use 1/0, yes/no, true/false, on/off)")
+
+
+def _int_or(value: str | None, default: int | None) -> int | None:
+    """An already validated integer attribute, or ``default`` when absent or bad."""
+    if value is None or integer_error(value) is not None:
+        return default
+    return int(value)
 
 
 class _Reader:
@@ -197,8 +216,14 @@ class _Reader:
                 children.append(decl)
         if not ok:
             return None
-        return ResourceDecl(tag, frozen_map({str(k): str(v) for k, v in el.attrib.items()}),
-                            tuple(children), tuple(actions), self.src(el))
+        attrs = frozen_map({str(k): str(v) for k, v in el.attrib.items()})
+        subtree = attrs.get("__independent_subtree", "0").strip().lower()
+        noncritical = subtree in ("2", "non-critical")
+        return ResourceDecl(tag, attrs, tuple(children), tuple(actions), self.src(el),
+                            independent=noncritical or parse_bool(subtree, False),
+                            noncritical=noncritical,
+                            enforce_timeouts=parse_bool(attrs.get("__enforce_timeouts"),
+                                                        False))
 
     def action(self, el: etree._Element) -> ActionOverride | None:
         ok = self.stray_text(el)
@@ -293,9 +318,10 @@ class _Reader:
                              self.src(el))
         return tuple(devices.values())
 
-    def domains(self, rm: etree._Element, nodes: tuple[ClusterNode, ...]
+    def domains(self, rm: etree._Element, nodes: tuple[ClusterNode, ...] | None
                 ) -> tuple[FailoverDomain, ...]:
-        known = {n.name.lower() for n in nodes}
+        """The failover domains; ``nodes`` None (a fragment) takes any node name."""
+        known = None if nodes is None else {n.name.lower() for n in nodes}
         domains: list[FailoverDomain] = []
         seen: set[str] = set()
         for el in rm.iterfind("failoverdomains/failoverdomain"):
@@ -310,7 +336,7 @@ class _Reader:
             member_names: set[str] = set()
             for n in el.iterfind("failoverdomainnode"):
                 nname = n.get("name", "")
-                if nname.lower() not in known:
+                if known is not None and nname.lower() not in known:
                     self.r.error("E_UNKNOWN_DOMAIN_NODE", f"failover domain '{name}': node "
                                  f"'{nname}' is not a cluster node", self.src(n))
                     continue
@@ -440,8 +466,38 @@ def _relaxng(path: str, root: etree._Element, rules: RuleSet, resource_els: list
                 Source(path, line, tags.get(e.line, "cluster")))
 
 
-def load_config(path: str | Path, rules: RuleSet) -> tuple[ClusterConfig, list[Report]]:
-    """Parse and validate; return the model and its warnings, or raise ConfigError."""
+#: What rgmanager's own test files leave out of ``<cluster>``: what only a
+#: running cluster needs (its identity and membership), not a resource tree.
+FRAGMENT_PARTS = ("name", "config_version", "clusternodes")
+#: The stand-in member of a fragment's ``<clusternodes>``, dropped from the model.
+_PLACEHOLDER_NODE = "rg_test fragment placeholder"
+
+
+def _complete_fragment(root: etree._Element) -> list[str]:
+    """Fill in what a fragment lacks so the grammar checks the rest; return the
+    missing parts (empty for a complete configuration)."""
+    missing = [a for a in ("name", "config_version") if root.get(a) is None]
+    if root.find("clusternodes") is None:
+        missing.append("clusternodes")
+        nodes = etree.SubElement(root, "clusternodes")
+        etree.SubElement(nodes, "clusternode", name=_PLACEHOLDER_NODE, nodeid="1")
+    if "name" in missing:
+        root.set("name", "")
+    if "config_version" in missing:
+        root.set("config_version", "0")
+    return missing
+
+
+def load_config(path: str | Path, rules: RuleSet, *, allow_fragment: bool = False
+                ) -> tuple[ClusterConfig, list[Report]]:
+    """Parse and validate; return the model and its warnings, or raise ConfigError.
+
+    ``allow_fragment`` (rg_test's mode) accepts a ``<cluster>`` without a name,
+    config_version or clusternodes, as rgmanager's own test files are written:
+    one W_FRAGMENT warning names what is missing, the model has ``complete``
+    False, and its failover domains may name nodes that are not configured.
+    The daemon never passes it.
+    """
     path = str(path)
     r = Reporter()
     try:
@@ -463,6 +519,11 @@ def load_config(path: str | Path, rules: RuleSet) -> tuple[ClusterConfig, list[R
         raise ConfigError(r.reports)
     if not check_depth(path, root, r):
         raise ConfigError(r.reports)
+    missing = _complete_fragment(root) if allow_fragment else []
+    if missing:
+        r.warning("W_FRAGMENT", f"no {', '.join(missing)}: read as a configuration fragment "
+                  "(rg_test tries its resources; the daemon needs a complete <cluster>)",
+                  reader.src(root))
     resource_els = check_structure(path, root, r)
 
     rm = root.find("rm")
@@ -483,36 +544,49 @@ def load_config(path: str | Path, rules: RuleSet) -> tuple[ClusterConfig, list[R
         _relaxng(path, root, rules, resource_els, r)
     r.raise_if_errors()
 
-    nodes = reader.nodes(root)
+    nodes = tuple(n for n in reader.nodes(root) if n.name != _PLACEHOLDER_NODE)
     fencedevices = reader.fencedevices(root, nodes)
-    domains = reader.domains(rm, nodes) if rm is not None else ()
+    domains = reader.domains(rm, None if "clusternodes" in missing else nodes) \
+        if rm is not None else ()
     reader.services(tuple(services), domains)
+    rm_attrs = _attrs(rm)
+    central = reader.bool_attr(rm, "central_processing") if rm is not None else False
+    if central and rm is not None:
+        r.warning("W_CENTRAL", "central_processing is not supported; using distributed "
+                  "mode", reader.src(rm))
     rm_model = RMConfig(
-        attrs=frozen_map({str(k): str(v) for k, v in rm.attrib.items()}) if rm is not None
-        else frozen_map(),
+        attrs=rm_attrs,
         domains=domains,
         resources=tuple(resources),
         defaults=reader.defaults(rm) if rm is not None else frozen_map(),  # type: ignore[arg-type]
         services=tuple(services),
+        status_poll_interval=_int_or(rm_attrs.get("status_poll_interval"),
+                                     DEFAULT_STATUS_POLL_INTERVAL) or 0,
+        enforce_timeouts=parse_bool(rm_attrs.get("enforce_timeouts"), False),
+        central_processing=central,
+        log_level=_int_or(rm_attrs.get("log_level"), None),
     )
-    if rm is not None:
-        reader.bool_attr(rm, "central_processing")
-        if reader.bool_attr(rm, "central_processing"):
-            r.warning("W_CENTRAL", "central_processing is not supported; using distributed "
-                      "mode", reader.src(rm))
     logging_el = root.find("logging")
+    cman = _attrs(root.find("cman"))
+    logging_attrs = _attrs(logging_el)
+    logging_daemons = tuple(_attrs(d) for d in root.iterfind("logging/logging_daemon"))
+    mine = next((d for d in logging_daemons if d.get("name") == "rgmanager"), {})
     config = ClusterConfig(
         path=path,
         name=root.get("name", ""),
         config_version=int(root.get("config_version", "0")),
-        cman=_attrs(root.find("cman")),
+        cman=cman,
         totem=_attrs(root.find("totem")),
         quorumd=_attrs(root.find("quorumd")) if root.find("quorumd") is not None else None,
         nodes=nodes,
         fencedevices=fencedevices,
-        logging=_attrs(logging_el),
-        logging_daemons=tuple(_attrs(d) for d in root.iterfind("logging/logging_daemon")),
+        logging=logging_attrs,
+        logging_daemons=logging_daemons,
         rm=rm_model,
+        expected_votes=_int_or(cman.get("expected_votes"), 0) or 0,
+        two_node=parse_bool(cman.get("two_node"), False),
+        log_debug=parse_bool({**logging_attrs, **mine}.get("debug"), False),
+        complete=not missing,
     )
     r.raise_if_errors()
     return config, r.reports
