@@ -134,6 +134,8 @@ class ActionRequest:
     lsb: bool = False
     extra_args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: False: stderr goes to /dev/null (meta-data, whose stdout must be pure XML).
+    merge_stderr: bool = True
 
 
 @dataclass(frozen=True)
@@ -533,7 +535,7 @@ def _run_process(req: ActionRequest, agent: str, kill_grace: float,
             argv,
             stdin=subprocess.DEVNULL,
             stdout=write_fd,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if req.merge_stderr else subprocess.DEVNULL,
             env=env,
             close_fds=True,
             start_new_session=True,  # own process group: killpg reaches its children

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..executor import base_env
+from ..executor import ActionRequest, OcfRc, describe_rc, run_action
 from .rules import MetadataError, ResourceRule, parse_metadata
 
 log = logging.getLogger(__name__)
@@ -95,11 +94,18 @@ def _identity(path: Path, lib_stamp: str) -> str:
 
 
 def _run_metadata(path: Path) -> bytes:
-    env = {**base_env(), "OCF_ROOT": ocf_root_for(str(path.parent))}
-    proc = subprocess.run([str(path), "meta-data"], env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          timeout=METADATA_TIMEOUT, check=False, start_new_session=True)
-    return proc.stdout
+    """``AGENT meta-data`` through the executor, the one place agents start
+    (own process group killed on timeout, the agents' PATH); stdout only, so
+    an agent's warnings on stderr cannot spoil the XML."""
+    ocf_root = ocf_root_for(str(path.parent))
+    res = run_action(ActionRequest(
+        agent=str(path), action="meta-data", params={}, resource_type=path.name,
+        instance=path.name, ocf_root=ocf_root, timeout=METADATA_TIMEOUT, merge_stderr=False))
+    if res.timed_out or res.raw_rc < 0 or res.rc == OcfRc.ERR_INSTALLED:
+        log.warning("meta-data of %s failed: %s", path,
+                    res.output.strip() or describe_rc(res.raw_rc))
+        return b""
+    return res.output.encode()
 
 
 @dataclass
@@ -212,8 +218,9 @@ def load_rules(dirs: Sequence[str] | None = None, cache_path: Path | None | bool
 
 
 def _safe_metadata(path: Path) -> bytes:
+    """Never raises: a broken agent is skipped with its reason, not a failed load."""
     try:
         return _run_metadata(path)
-    except (OSError, subprocess.SubprocessError) as err:
+    except OSError as err:
         log.warning("meta-data of %s failed: %s", path, err)
         return b""
