@@ -64,6 +64,20 @@ class ParamRule:
     reconfig: bool = False
     default: str | None = None
     type: str = "string"
+    #: Not in the agent's meta-data: the optional ``name`` rgmanager-py gives
+    #: every agent without a primary parameter (see :data:`IMPLIED_NAME`).
+    implied: bool = False
+
+
+#: The name a user may give a resource whose agent declares no primary
+#: parameter (Pacemaker's heartbeat agents, for one): without it such a
+#: resource could not be told apart from another of its type, referenced, or
+#: named in logs. Optional (every such agent worked unnamed before), unique
+#: among its type when given, and never passed as ``OCF_RESKEY_name`` — the
+#: agent did not ask for it; it reaches the agent as ``OCF_RESOURCE_INSTANCE``.
+IMPLIED_NAME = ParamRule("name", primary=True, unique=True, implied=True)
+IMPLIED_NAME_DESC = ("name", "string", "Name of this resource, for refs and logs (given by "
+                     "rgmanager-py; the agent sees it as OCF_RESOURCE_INSTANCE type:name)")
 
 
 @dataclass(frozen=True)
@@ -113,15 +127,6 @@ class ResourceRule:
         for c in self.children:
             if c.type == type_:
                 return c
-        return None
-
-    def action(self, name: str, depth: int = 0) -> ActionRule | None:
-        for a in self.actions:
-            if a.name == name and a.depth == depth:
-                return a
-        for a in self.actions:
-            if a.name == name:
-                return a
         return None
 
     def has_action(self, name: str) -> bool:
@@ -179,6 +184,9 @@ def parse_metadata(xml: bytes | str, agent: str, ocf_root: str) -> ResourceRule:
     if primaries:  # rgmanager keeps the primary attribute in slot 0
         params.remove(primaries[0])
         params.insert(0, primaries[0])
+    elif all(p.name != IMPLIED_NAME.name for p in params):
+        params.insert(0, IMPLIED_NAME)
+        described.insert(0, IMPLIED_NAME_DESC)
 
     actions = []
     for a in root.iterfind("actions/action"):

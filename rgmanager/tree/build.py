@@ -80,11 +80,16 @@ class TreeBuilder:
                 attrs[p.name] = defaults[p.name]
             elif p.inherit:
                 inherits[p.name] = p.inherit
-            elif p.required or p.primary:
+            elif (p.required or p.primary) and not p.implied:
                 self.r.error("E_MISSING_ATTR", f"resource {decl.tag} is missing required "
                              f"attribute '{p.name}'", decl.source)
                 ok = False
-            elif p.default is not None:
+            elif p.default is not None and not p.unique:
+                # A unique parameter's default cannot be one value for every
+                # resource: the agent derives it per instance (Pacemaker's Dummy:
+                # state=$HA_RSCTMP/Dummy-$OCF_RESOURCE_INSTANCE.state, which its
+                # meta-data shows expanded once). Passing that text would give
+                # every such resource the same value; the agent applies its own.
                 attrs[p.name] = p.default
         if not ok:
             return None
@@ -95,6 +100,8 @@ class TreeBuilder:
     def register(self, res: Resource) -> bool:
         rule = res.rule
         primary = rule.primary
+        if primary is not None and primary.implied and not res.primary_value:
+            primary = None  # an unnamed resource of a primary-less agent: nothing to collide
         if primary is not None:
             key = (rule.type, res.primary_value)
             other = self.by_primary.get(key)

@@ -65,8 +65,17 @@ def _attr_changes(old: Resource, new: Resource) -> dict[str, tuple[str | None, s
 
 
 def _flags(n: Node) -> tuple[object, ...]:
-    return (n.independent, n.noncritical, n.enforce_timeouts, n.max_restarts,
-            n.restart_expire_time, n.max_failures, n.failure_expire_time, n.actions)
+    """What a change of needs a restart, beyond the agent's parameters.
+
+    A top-level node's restart counters are not flags: the builder copies them
+    from the service's own ``max_restarts``/``restart_expire_time`` parameters,
+    which the parameter comparison already judges (they are ``reconfig`` on
+    the service agent, so changing them must not restart the service).
+    """
+    counters: tuple[object, ...] = (n.max_restarts, n.restart_expire_time) \
+        if n.parent is not None else ()
+    return (n.independent, n.noncritical, n.enforce_timeouts, *counters,
+            n.max_failures, n.failure_expire_time, n.actions)
 
 
 def _compare(old: Node, new: Node, sd: ServiceDelta) -> None:

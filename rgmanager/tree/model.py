@@ -121,14 +121,20 @@ class Node:
         return self.parent.attr(spec)
 
     def params(self) -> dict[str, str]:
-        """Every resolved parameter value, for the agent's environment."""
+        """Every resolved parameter value, for the agent's environment.
+
+        An implied ``name`` (rules.IMPLIED_NAME) is left out: the agent never
+        declared it; it reaches the agent as ``OCF_RESOURCE_INSTANCE``.
+        """
         out: dict[str, str] = {}
+        implied = {p.name for p in self.rule.params if p.implied}
         for p in self.rule.params:
             v = self.attr(p.name)
-            if v is not None:
+            if v is not None and not p.implied:
                 out[p.name] = v
         for k, v in self.resource.attrs.items():
-            out.setdefault(k, v)
+            if k not in implied:
+                out.setdefault(k, v)
         return out
 
     def status_actions(self) -> tuple[ActionRule, ...]:
@@ -139,6 +145,12 @@ class Node:
         return tuple(a for a in self.actions if a.name == "monitor" and a.interval > 0)
 
     def action(self, name: str, depth: int = 0) -> ActionRule | None:
+        """The action as this use runs it (``<action>`` overrides applied): the one
+        declared for ``depth``, else the first of that name.
+
+        The project's only action lookup: a rule's own actions are just the
+        defaults every use starts from, so nothing asks the rule directly.
+        """
         for a in self.actions:
             if a.name == name and a.depth == depth:
                 return a
