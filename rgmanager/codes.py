@@ -29,15 +29,10 @@ EEXCL = -16  #: not runnable: cannot run exclusive
 ERELO = -17  #: relocation failed; service running on its original owner
 EPERM = -18  #: permission denied
 
-# Names this project used before it followed resgroup.h; kept importable until
-# their users switch to rgmanager's names. Each is an alias of the right code.
+# Names this project used before it followed resgroup.h, still imported by
+# daemon.py; they go once it spells ESUCCESS and EFAIL. No other aliases.
 SUCCESS = ESUCCESS
 FAILURE = EFAIL
-ENOTRUNNABLE = EDOMAIN
-#: rgmanager has no "unsupported": an operation a resource cannot do is EINVAL.
-EUNSUPPORTED = EINVAL
-#: rgmanager has no migration-specific code either: a migration that cannot be done is EINVAL.
-EMIGRATE = EINVAL
 
 #: Code -> rgmanager's name (without the ``RG_`` prefix).
 NAMES: dict[int, str] = {

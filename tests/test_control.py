@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from rgmanager import control
+from rgmanager import codes, control
 
 Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -39,7 +39,7 @@ class FakeDaemon:
         self.requests.append(req)
         reply = self.replies.get(str(req.get("op")))
         if reply is None:
-            return {"code": control.EINVAL, "text": "unknown op"}
+            return {"code": codes.EINVAL, "text": "unknown op"}
         return reply(req) if callable(reply) else reply
 
     def ops(self) -> list[str]:
@@ -94,17 +94,17 @@ def test_strerror_matches_rgmanager() -> None:
         -17: "Failed; service running on original owner", -18: "Permissing denied",
     }
     for code, text in expected.items():
-        assert control.strerror(code) == text
-    assert control.strerror(-99) == "Unknown error"
+        assert codes.strerror(code) == text
+    assert codes.strerror(-99) == "Unknown error"
 
 
 def test_exit_status_is_code_mod_256_except_erun() -> None:
-    assert control.exit_status(control.SUCCESS) == 0
-    assert control.exit_status(control.EFAIL) == 255
-    assert control.exit_status(control.ENOSERVICE) == 252
-    assert control.exit_status(control.EFROZEN) == 245
-    assert control.exit_status(control.EPERM) == 238
-    assert control.exit_status(control.ERUN) == 0
+    assert codes.exit_status(codes.ESUCCESS) == 0
+    assert codes.exit_status(codes.EFAIL) == 255
+    assert codes.exit_status(codes.ENOSERVICE) == 252
+    assert codes.exit_status(codes.EFROZEN) == 245
+    assert codes.exit_status(codes.EPERM) == 238
+    assert codes.exit_status(codes.ERUN) == 0
 
 
 def test_socket_path_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,7 +140,7 @@ def test_explicit_path_beats_environment(daemon: FakeDaemon,
 
 def test_bad_json_request_is_rejected(daemon: FakeDaemon) -> None:
     reply = raw_exchange(daemon.path, b"{not json\n")
-    assert reply["code"] == control.EINVAL
+    assert reply["code"] == codes.EINVAL
     assert reply["text"].startswith("bad request: ")
     assert daemon.requests == []
 
@@ -157,7 +157,7 @@ def test_request_without_newline_is_read_to_eof(daemon: FakeDaemon) -> None:
 
 def test_oversized_request_is_rejected(daemon: FakeDaemon) -> None:
     reply = raw_exchange(daemon.path, b'{"op": "' + b"x" * (control.MAX_REQUEST + 10) + b'"}\n')
-    assert reply["code"] == control.EINVAL
+    assert reply["code"] == codes.EINVAL
     assert daemon.requests == []
 
 
@@ -323,7 +323,7 @@ def test_deeply_nested_request_is_einval_and_server_keeps_serving(
         reply = raw_exchange(daemon.path, line + b"\n")
     finally:
         threading.excepthook = saved
-    assert reply["code"] == control.EINVAL and reply["text"].startswith("bad request")
+    assert reply["code"] == codes.EINVAL and reply["text"].startswith("bad request")
     assert errors == []  # no connection thread died
     assert daemon.requests == []
     assert control.request({"op": "status"}, timeout=5) == {"code": 0}
@@ -349,7 +349,7 @@ def test_connections_are_capped_and_idle_ones_time_out(sockdir: str) -> None:
             while chunk := s.recv(4096):
                 buf += chunk
             reply = json.loads(buf)
-            assert reply["code"] == control.EAGAIN and "too many" in reply["text"]
+            assert reply["code"] == codes.EAGAIN and "too many" in reply["text"]
         # ... so the threads serving connections stay bounded by the cap.
         assert _conn_threads() <= cap
         assert server.active_connections == cap

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import __version__, control
+from .. import __version__, codes, control
+from ..planner.events import Op
 from ..state import service_name
 
 PROG = "clusvcadm"
@@ -84,16 +85,16 @@ STATUS_TIMEOUT = 30.0
 TIMED_OUT = "Timed out waiting for a reply from the resource group manager"
 
 #: option letter -> (request op, verb printed after "Local machine"/"Member N").
-SERVICE_ACTIONS: dict[str, tuple[str, str]] = {
-    "-e": ("enable", "trying to enable"),
-    "-d": ("disable", "disabling"),
-    "-r": ("relocate", "trying to relocate"),
-    "-M": ("migrate", "trying to migrate"),
-    "-R": ("restart", "trying to restart"),
-    "-s": ("stop", "stopping"),
-    "-Z": ("freeze", "freezing"),
-    "-U": ("unfreeze", "unfreezing"),
-    "-c": ("convalesce", "convalescing"),
+SERVICE_ACTIONS: dict[str, tuple[Op, str]] = {
+    "-e": (Op.ENABLE, "trying to enable"),
+    "-d": (Op.DISABLE, "disabling"),
+    "-r": (Op.RELOCATE, "trying to relocate"),
+    "-M": (Op.MIGRATE, "trying to migrate"),
+    "-R": (Op.RESTART, "trying to restart"),
+    "-s": (Op.STOP, "stopping"),
+    "-Z": (Op.FREEZE, "freezing"),
+    "-U": (Op.UNFREEZE, "unfreezing"),
+    "-c": (Op.CONVALESCE, "convalescing"),
 }
 LOCK_ACTIONS = {"-l": "lock", "-u": "unlock", "-S": "lock_status"}
 
@@ -192,8 +193,8 @@ def _run(o: Options) -> int:
         return 1
     except PermissionError:
         # The socket is root-only; rgmanager answered non-root callers with EPERM.
-        print(control.strerror(control.EPERM), file=sys.stderr)
-        return control.exit_status(control.EPERM)
+        print(codes.strerror(codes.EPERM), file=sys.stderr)
+        return codes.exit_status(codes.EPERM)
     except TimeoutError:
         print(TIMED_OUT, file=sys.stderr)
         return 1
@@ -205,7 +206,7 @@ def _run(o: Options) -> int:
 def _lock_op(o: Options) -> int:
     assert o.op is not None
     reply = control.request({"op": o.op}, timeout=o.timeout)
-    ok = reply["code"] == control.SUCCESS
+    ok = reply["code"] == codes.ESUCCESS
     if o.op == "lock_status":
         if not ok:
             print("Query operation failed", file=sys.stderr)
@@ -243,31 +244,31 @@ def resolve_member(name: str, members: Sequence[dict[str, Any]]) -> str | None:
 
 def reply_text(code: int, reply: dict[str, Any]) -> str:
     """rgmanager's ``rg_strerror`` text for known codes (scripts grep it), else the daemon's."""
-    if control.is_known_code(code):
-        return control.strerror(code)
-    return str(reply.get("text") or control.strerror(code))
+    if codes.is_known_code(code):
+        return codes.strerror(code)
+    return str(reply.get("text") or codes.strerror(code))
 
 
 def _service_op(o: Options) -> int:
     assert o.op is not None and o.service is not None
     svc = o.service
     node = o.node
-    if o.op == "migrate" and node is None:
+    if o.op == Op.MIGRATE and node is None:
         print("Migration requires a target cluster member", file=sys.stderr)
         return 1
 
     if node is not None:
         # Validate the target against the daemon's membership before asking for anything.
         status = control.request({"op": "status"}, timeout=min(o.timeout, STATUS_TIMEOUT))
-        if status["code"] != control.SUCCESS:
-            print(status.get("text") or control.strerror(status["code"]), file=sys.stderr)
-            return control.exit_status(status["code"])
+        if status["code"] != codes.ESUCCESS:
+            print(status.get("text") or codes.strerror(status["code"]), file=sys.stderr)
+            return codes.exit_status(status["code"])
         members = list(status.get("members") or [])
         resolved = resolve_member(node, members)
         if resolved is None:
             return 1
         node = resolved
-        if o.op == "migrate":
+        if o.op == Op.MIGRATE:
             member = next(m for m in members if m.get("name") == node)
             if not member.get("online"):
                 print(f"'{node}' is offline", file=sys.stderr)
@@ -276,11 +277,11 @@ def _service_op(o: Options) -> int:
     # The daemon gives up (and drops the request if still queued) before we do.
     payload: dict[str, Any] = {"op": o.op, "service": svc, "node": node,
                                "timeout": o.timeout}
-    if o.op == "enable":
+    if o.op == Op.ENABLE:
         payload["follow_domain"] = o.follow_domain
 
-    if o.op in ("relocate", "migrate"):
-        what = "relocate" if o.op == "relocate" else "migrate"
+    if o.op in (Op.RELOCATE, Op.MIGRATE):
+        what = str(o.op)
         line = f"Trying to {what} {svc}" + (f" to {node}" if node is not None else "")
     elif node is None:
         # rgmanager says "Member N" whenever -m/-n is given, even naming the local node.
@@ -299,10 +300,10 @@ def _service_op(o: Options) -> int:
     code = int(reply["code"])
     print(reply_text(code, reply))
     owner = reply.get("owner")
-    if o.op in ("enable", "relocate") and code == control.SUCCESS and owner:
+    if o.op in (Op.ENABLE, Op.RELOCATE) and code == codes.ESUCCESS and owner:
         warn = "Warning: " if node is not None and owner != node else ""
         print(f"{warn}{svc} is now running on {owner}")
-    return control.exit_status(code)
+    return codes.exit_status(code)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,17 @@ Each decision adds one human sentence to ``Plan.notes`` (logged at INFO).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .. import codes
 from ..cluster.base import Membership
-from ..state import ServiceState, State, Table
+from ..state import AfterStop, ServiceState, State, Table
 from .events import (
     Action,
     Event,
     NodesChanged,
+    Op,
     PartsDone,
     Reply,
     Request,
@@ -33,7 +35,7 @@ from .events import (
     to_payload,
 )
 from .model import PlanModel, ServiceSpec
-from .placement import GOOD, ILLEGAL, Candidate, best, candidates, score
+from .placement import GOOD, ILLEGAL, Candidate, Placement, best
 
 TRANSITIONAL = (State.STARTING, State.STOPPING)
 MAX_HISTORY = 100  # restart times kept when no max_restarts bounds them
@@ -46,12 +48,9 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     explain: dict[str, list[str]] = field(default_factory=dict)
-
-    def for_node(self, node: str) -> list[Action]:
-        return [a for a in self.actions if not isinstance(a, Reply) and a.node == node]
-
-    def replies_for(self, node: str) -> list[Reply]:
-        return [a for a in self.actions if isinstance(a, Reply) and a.origin == node]
+    #: Services whose state this step changed (what a caller that follows the
+    #: table step by step, such as :class:`RepetitionGuard`, needs to look at).
+    changed: set[str] = field(default_factory=set)
 
 
 def _window(times: tuple[float, ...], now: float, expire: int) -> tuple[float, ...]:
@@ -70,12 +69,31 @@ class _Planner:
         self.quorate = membership.quorate
         self.now = now
         self.plan = Plan(self.table)
+        self.place = Placement(model, self.table, self.online)  # follows every put
         self.stopped_now: set[str] = set()  # services this event brought to a stop
+        # One handler per request op and per after-stop plan, each by name.
+        self._handlers: dict[str, Callable[[Request, ServiceState], None]] = {
+            Op.ENABLE: self.req_enable, Op.DISABLE: self.req_disable,
+            Op.RELOCATE: self.req_relocate, Op.RESTART: self.req_restart,
+            Op.STOP: self.req_stop, Op.FREEZE: self.req_freeze,
+            Op.UNFREEZE: self.req_freeze, Op.CONVALESCE: self.req_convalesce,
+            Op.MIGRATE: self.req_migrate,
+        }
+        self._after_stop: dict[AfterStop, Callable[[ServiceState, str], None]] = {
+            AfterStop.STOPPED: self.stopped_then_stopped,
+            AfterStop.DISABLED: self.stopped_then_disabled,
+            AfterStop.RESTART: self.stopped_then_restart,
+            AfterStop.RELOCATE: self.stopped_then_relocate,
+            AfterStop.RECOVER: self.stopped_then_recover,
+        }
 
     # -- bookkeeping -------------------------------------------------------
     def put(self, ss: ServiceState) -> None:
-        if ss.state == State.STOPPED and self.table.get(ss.name).state != State.STOPPED:
+        old = self.table.get(ss.name)
+        if ss.state == State.STOPPED and old.state != State.STOPPED:
             self.stopped_now.add(ss.name)
+        self.place.moved(old, ss)
+        self.plan.changed.add(ss.name)
         self.table = self.table.put(ss)
 
     def note(self, text: str) -> None:
@@ -99,8 +117,11 @@ class _Planner:
     def spec(self, name: str) -> ServiceSpec:
         return self.model.services[name]
 
+    def candidates(self, spec: ServiceSpec, exclude: tuple[str, ...] = ()) -> list[Candidate]:
+        return self.place.candidates(spec, self.table.get(spec.name), exclude)
+
     def choose(self, spec: ServiceSpec, exclude: tuple[str, ...] = ()) -> Candidate | None:
-        cands = candidates(self.model, spec, self.table, self.online, exclude)
+        cands = self.candidates(spec, exclude)
         chosen = best(cands, self.model)
         self.plan.explain[spec.name] = [c.line(c is chosen) for c in cands]
         return chosen
@@ -108,26 +129,27 @@ class _Planner:
     def start(self, ss: ServiceState, node: str, why: str, recover: bool = False
               ) -> ServiceState:
         if not self.quorate:
-            ss = self.reply(ss.moved(State.STOPPED, self.now, after_stop="stopped",
+            ss = self.reply(ss.moved(State.STOPPED, self.now, after_stop=AfterStop.STOPPED,
                                      target=None, tried=(), relocating_from=None),
                             codes.EQUORUM)
             self.put(ss)
             self.note(f"{ss.name}: not started on {node} ({why}): no quorum; left stopped")
             return ss
         # A full start revives non-critical parts a failure had left stopped.
-        ss = ss.moved(State.STARTING, self.now, owner=node, after_stop="stopped", target=None,
-                      partial=False, disabled_parts=(), part_restarts=(), held=False)
+        ss = ss.moved(State.STARTING, self.now, owner=node, after_stop=AfterStop.STOPPED,
+                      target=None, partial=False, disabled_parts=(), part_restarts=(),
+                      held=False)
         self.put(ss)
         self.act(Start(ss.name, node, recover))
         self.note(f"{ss.name}: starting on {node} ({why})")
         return ss
 
-    def stop(self, ss: ServiceState, after: str, why: str, target: str | None = None,
+    def stop(self, ss: ServiceState, after: AfterStop, why: str, target: str | None = None,
              tried: tuple[str, ...] | None = None) -> ServiceState:
         node = ss.owner or ""
         ss = ss.moved(State.STOPPING, self.now, after_stop=after, target=target,
                       tried=ss.tried if tried is None else tried,
-                      relocating_from=node if after == "relocate" else ss.relocating_from)
+                      relocating_from=node if after == AfterStop.RELOCATE else ss.relocating_from)
         self.put(ss)
         self.act(Stop(ss.name, node, why))
         return ss
@@ -189,7 +211,7 @@ class _Planner:
                 continue
             node = ss.owner
             self.act(Stop(ss.name, node, "no quorum: emergency stop", emergency=True))
-            self.put(self.reply(ss.moved(State.STOPPED, self.now, after_stop="stopped",
+            self.put(self.reply(ss.moved(State.STOPPED, self.now, after_stop=AfterStop.STOPPED,
                                          target=None, tried=(), relocating_from=None),
                                 codes.EQUORUM))
             self.note(f"{ss.name}: no quorum; emergency stop on {node} (placed again when "
@@ -209,11 +231,11 @@ class _Planner:
                           "left as it is until unfrozen")
                 continue
             dead = ss.owner
-            if ss.state == State.STOPPING and ss.after_stop == "disabled":
-                self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.SUCCESS))
+            if ss.state == State.STOPPING and ss.after_stop == AfterStop.DISABLED:
+                self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.ESUCCESS))
                 continue
-            target = ss.target if ss.after_stop == "relocate" else None
-            ss = ss.moved(State.STOPPED, self.now, after_stop="stopped", target=None,
+            target = ss.target if ss.after_stop == AfterStop.RELOCATE else None
+            ss = ss.moved(State.STOPPED, self.now, after_stop=AfterStop.STOPPED, target=None,
                           tried=())
             self.put(ss)
             spec = self.spec(ss.name)
@@ -223,7 +245,7 @@ class _Planner:
                 continue
             chosen = None
             if target and target in self.online:
-                chosen = next((c for c in candidates(self.model, spec, self.table, self.online)
+                chosen = next((c for c in self.candidates(spec)
                                if c.node == target and c.eligible), None)
             chosen = chosen or self.choose(spec)
             if chosen is None:
@@ -244,17 +266,17 @@ class _Planner:
         if ss.owner not in self.online:
             return
         spec = self.spec(ss.name)
-        own, _ = score(spec, ss.owner or "", self.online, ss)
+        own, _ = self.place.score(spec, ss.owner or "", ss)
         for node in sorted(joined, key=self.model.nodeid):
-            new, why = score(spec, node, self.online, ss)
+            new, why = self.place.score(spec, node, ss)
             if new > own:
-                cand = next((c for c in candidates(self.model, spec, self.table, self.online,
-                                                   (ss.owner or "",)) if c.node == node), None)
+                cand = next((c for c in self.candidates(spec, (ss.owner or "",))
+                             if c.node == node), None)
                 if cand is None or not cand.eligible:
                     continue
                 self.note(f"{ss.name}: relocating to better node {node} ({why}; current owner "
                           f"{ss.owner} scores lower)")
-                self.stop(ss, "relocate", f"failback to {node}", target=node,
+                self.stop(ss, AfterStop.RELOCATE, f"failback to {node}", target=node,
                           tried=(ss.owner or "",))
                 return
 
@@ -297,8 +319,7 @@ class _Planner:
     def eligible_here(self, spec: ServiceSpec, node: str) -> bool:
         """May ``node`` run the service now (online, allowed by its domain, no
         exclusivity conflict)? For going back where a relocation started."""
-        cands = candidates(self.model, spec, self.table, self.online)
-        return any(c.node == node and c.eligible for c in cands)
+        return any(c.node == node and c.eligible for c in self.candidates(spec))
 
     def depend_met(self, spec: ServiceSpec) -> bool:
         if not spec.depend or spec.depend not in self.model.services:
@@ -314,7 +335,7 @@ class _Planner:
                     self.table.get(spec.depend).state not in (State.STARTED, State.STARTING):
                 self.note(f"{ss.name}: stopping on {ss.owner}: dependency {spec.depend} "
                           "missing")
-                self.stop(ss, "stopped", f"dependency {spec.depend} missing")
+                self.stop(ss, AfterStop.STOPPED, f"dependency {spec.depend} missing")
 
     def start_done(self, ev: StartDone) -> None:
         ss = self.table.get(ev.service)
@@ -323,7 +344,7 @@ class _Planner:
         if ev.ok:
             clean = not ss.tried and not ss.restarts and not ss.request
             ss = ss.moved(State.STARTED, self.now, tried=(), relocating_from=None)
-            ss = self.reply(ss, codes.SUCCESS, ev.node)
+            ss = self.reply(ss, codes.ESUCCESS, ev.node)
             self.put(ss)
             self.note(f"{ss.name}: started on {ev.node}")
             if clean:  # a better node may have joined while it was starting
@@ -333,13 +354,12 @@ class _Planner:
             return
         self.note(f"{ss.name}: failed to start on {ev.node}; stopping it there before "
                   "recovery")
-        self.stop(ss, "recover", "failed start", tried=ss.tried + (ev.node,))
+        self.stop(ss, AfterStop.RECOVER, "failed start", tried=ss.tried + (ev.node,))
 
     def stop_done(self, ev: StopDone) -> None:
         ss = self.table.get(ev.service)
         if ss.state != State.STOPPING or ss.owner != ev.node:
             return
-        spec = self.spec(ss.name)
         if not ev.ok:
             ss = ss.moved(State.FAILED, self.now)
             ss = self.reply(ss, codes.EABORT)
@@ -347,56 +367,64 @@ class _Planner:
             self.note(f"{ss.name}: failed to stop on {ev.node}; marked failed, intervention "
                       "required (clusvcadm -d)")
             return
-        after = ss.after_stop
-        if after == "disabled":
-            self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.SUCCESS))
-            self.note(f"{ss.name}: disabled")
-        elif after == "stopped":
-            self.put(self.reply(ss.moved(State.STOPPED, self.now), codes.SUCCESS))
-            self.note(f"{ss.name}: stopped")
-        elif after == "restart":
-            ss = ss.moved(State.RECOVERING, self.now)
-            self.start(ss, ev.node, "restart in place", recover=True)
-        elif after == "relocate":
-            target = ss.target
-            ss = ss.moved(State.RECOVERING, self.now)
-            cands = candidates(self.model, spec, self.table, self.online, ss.tried)
-            chosen = next((c for c in cands if c.node == target and c.eligible), None) \
-                if target else None
-            chosen = chosen or self.choose(spec, ss.tried)
-            if chosen is None:
-                if self.eligible_here(spec, ev.node):
-                    self.note(f"{ss.name}: no other node can run it; restarting on {ev.node}")
-                    ss = self.start(ss, ev.node, "relocation failed, restarting locally", True)
-                    self.put(self.reply(ss, codes.ERELO, ev.node) if ss.request else ss)
-                else:
-                    self.put(self.reply(ss.moved(State.STOPPED, self.now, held=True),
-                                        codes.FAILURE))
-                    self.note(f"{ss.name}: no node can take it after the stop on {ev.node}; "
-                              "left stopped until the next membership change or request")
-                return
-            self.start(ss, chosen.node, f"relocated from {ev.node}: {chosen.reason}", True)
-        else:  # recover after a failed start
-            ss = ss.moved(State.RECOVERING, self.now)
-            chosen = self.choose(spec, ss.tried)
-            origin = ss.relocating_from
-            if chosen is None and origin is not None and self.eligible_here(spec, origin):
-                # rgmanager's "#70: Failed to relocate S; restarting locally".
-                self.note(f"{ss.name}: failed to relocate (no target could start it); "
-                          f"restarting on the original owner {origin}")
-                ss = self.reply(ss, codes.ERELO, origin)
-                self.start(replace(ss, relocating_from=None), origin or "",
-                           "relocation failed, back on the original owner", recover=True)
-                return
-            if chosen is None:
-                ss = self.reply(ss.moved(State.STOPPED, self.now, tried=(),
-                                         relocating_from=None, held=True), codes.FAILURE)
-                self.put(ss)
-                self.note(f"{ss.name}: no node left to try; left stopped until the next "
-                          "membership change or request")
-                return
-            self.start(ss, chosen.node, f"recovery after failed start on {ev.node}: "
-                       f"{chosen.reason}", recover=True)
+        self._after_stop[ss.after_stop](ss, ev.node)
+
+    def stopped_then_disabled(self, ss: ServiceState, node: str) -> None:
+        self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.ESUCCESS))
+        self.note(f"{ss.name}: disabled")
+
+    def stopped_then_stopped(self, ss: ServiceState, node: str) -> None:
+        self.put(self.reply(ss.moved(State.STOPPED, self.now), codes.ESUCCESS))
+        self.note(f"{ss.name}: stopped")
+
+    def stopped_then_restart(self, ss: ServiceState, node: str) -> None:
+        ss = ss.moved(State.RECOVERING, self.now)
+        self.start(ss, node, "restart in place", recover=True)
+
+    def stopped_then_relocate(self, ss: ServiceState, node: str) -> None:
+        spec = self.spec(ss.name)
+        target = ss.target
+        ss = ss.moved(State.RECOVERING, self.now)
+        cands = self.candidates(spec, ss.tried)
+        chosen = next((c for c in cands if c.node == target and c.eligible), None) \
+            if target else None
+        chosen = chosen or self.choose(spec, ss.tried)
+        if chosen is None:
+            if self.eligible_here(spec, node):
+                self.note(f"{ss.name}: no other node can run it; restarting on {node}")
+                ss = self.start(ss, node, "relocation failed, restarting locally", True)
+                self.put(self.reply(ss, codes.ERELO, node) if ss.request else ss)
+            else:
+                self.put(self.reply(ss.moved(State.STOPPED, self.now, held=True),
+                                    codes.EFAIL))
+                self.note(f"{ss.name}: no node can take it after the stop on {node}; "
+                          "left stopped until the next membership change or request")
+            return
+        self.start(ss, chosen.node, f"relocated from {node}: {chosen.reason}", True)
+
+    def stopped_then_recover(self, ss: ServiceState, node: str) -> None:
+        """The stop after a failed start: try the next node not yet tried."""
+        spec = self.spec(ss.name)
+        ss = ss.moved(State.RECOVERING, self.now)
+        chosen = self.choose(spec, ss.tried)
+        origin = ss.relocating_from
+        if chosen is None and origin is not None and self.eligible_here(spec, origin):
+            # rgmanager's "#70: Failed to relocate S; restarting locally".
+            self.note(f"{ss.name}: failed to relocate (no target could start it); "
+                      f"restarting on the original owner {origin}")
+            ss = self.reply(ss, codes.ERELO, origin)
+            self.start(replace(ss, relocating_from=None), origin or "",
+                       "relocation failed, back on the original owner", recover=True)
+            return
+        if chosen is None:
+            ss = self.reply(ss.moved(State.STOPPED, self.now, tried=(),
+                                     relocating_from=None, held=True), codes.EFAIL)
+            self.put(ss)
+            self.note(f"{ss.name}: no node left to try; left stopped until the next "
+                      "membership change or request")
+            return
+        self.start(ss, chosen.node, f"recovery after failed start on {node}: "
+                   f"{chosen.reason}", recover=True)
 
     def status_failed(self, ev: StatusFailed) -> None:
         ss = self.table.get(ev.service)
@@ -458,11 +486,11 @@ class _Planner:
         policy = spec.recovery
         if policy == "disable":
             self.note(f"{what}; recovery=disable -> disabling")
-            self.stop(ss, "disabled", "recovery policy disable")
+            self.stop(ss, AfterStop.DISABLED, "recovery policy disable")
             return
         if policy == "relocate":
             self.note(f"{what}; recovery=relocate -> relocating away from {node}")
-            self.stop(ss, "relocate", "recovery policy relocate", tried=(node,))
+            self.stop(ss, AfterStop.RELOCATE, "recovery policy relocate", tried=(node,))
             return
         times = _window(ss.restarts, self.now, spec.restart_expire_time)
         window = f"{spec.restart_expire_time}s" if spec.restart_expire_time else \
@@ -472,18 +500,18 @@ class _Planner:
             if "disable" in policy:
                 self.note(f"{what}; recovery={policy}, {len(times)}/{spec.max_restarts} "
                           f"restarts ({window}) -> threshold exceeded, disabling")
-                self.stop(ss, "disabled", "restart threshold exceeded")
+                self.stop(ss, AfterStop.DISABLED, "restart threshold exceeded")
             else:
                 self.note(f"{what}; recovery={policy}, {len(times)}/{spec.max_restarts} "
                           f"restarts ({window}) -> threshold exceeded, relocating")
-                self.stop(ss, "relocate", "restart threshold exceeded", tried=(node,))
+                self.stop(ss, AfterStop.RELOCATE, "restart threshold exceeded", tried=(node,))
             return
         times = (times + (self.now,))[-MAX_HISTORY:]
         ss = replace(ss, restarts=times)
         limit = f"{len(times)}/{spec.max_restarts} ({window})" if spec.max_restarts \
             else f"{len(times)}, no limit"
         self.note(f"{what}; recovery={policy}, restart {limit} -> restarting on {node}")
-        self.stop(ss, "restart", "recovery policy restart")
+        self.stop(ss, AfterStop.RESTART, "recovery policy restart")
 
     def parts_done(self, ev: PartsDone) -> None:
         ss = self.table.get(ev.service)
@@ -498,10 +526,10 @@ class _Planner:
         elif ev.op == "start":
             if ev.ok:
                 ss = replace(ss, partial=False, disabled_parts=(), part_restarts=())
-                self.put(self.reply(ss, codes.SUCCESS, ss.owner))
+                self.put(self.reply(ss, codes.ESUCCESS, ss.owner))
                 self.note(f"{ss.name}: convalesced; non-critical parts running again")
             else:
-                self.put(self.reply(ss, codes.FAILURE))
+                self.put(self.reply(ss, codes.EFAIL))
                 self.note(f"{ss.name}: failed to repair non-critical parts")
 
     # -- user requests -------------------------------------------------------
@@ -523,139 +551,191 @@ class _Planner:
                 assert isinstance(ev, Request)
                 self.request(ev)
 
-    def request(self, ev: Request) -> None:
-        def answer(code: int, owner: str | None = None, text: str | None = None) -> None:
-            self.act(Reply(ev.id, ev.origin, code, text or codes.strerror(code), owner))
-            self.note(f"{ev.service}: {ev.op} requested on {ev.origin} -> "
-                      f"{text or codes.strerror(code)}")
+    def answer(self, ev: Request, code: int, owner: str | None = None,
+               text: str | None = None) -> None:
+        """Reply to a request now (it is not carried out, or done at once)."""
+        self.act(Reply(ev.id, ev.origin, code, text or codes.strerror(code), owner))
+        self.note(f"{ev.service}: {ev.op} requested on {ev.origin} -> "
+                  f"{text or codes.strerror(code)}")
 
+    def request(self, ev: Request) -> None:
+        """The checks every request passes, then the op's own handler."""
         if ev.service not in self.model.services:
-            return answer(codes.ENOSERVICE)
+            return self.answer(ev, codes.ENOSERVICE)
         if not self.quorate:
-            return answer(codes.EQUORUM)
+            return self.answer(ev, codes.EQUORUM)
         if ev.deadline and self.now > ev.deadline:
-            return answer(codes.EAGAIN, text="Temporary failure; try again (the requester "
-                          "gave up waiting; not carried out)")
+            return self.answer(ev, codes.EAGAIN, text="Temporary failure; try again (the "
+                               "requester gave up waiting; not carried out)")
+        handler = self._handlers.get(ev.op)
+        if handler is None:
+            return self.answer(ev, codes.EINVAL)
         ss = self.table.get(ev.service)
-        spec = self.spec(ev.service)
         if self.busy(ss):
             if len(ss.queued) >= MAX_QUEUED:
-                return answer(codes.EAGAIN)
+                return self.answer(ev, codes.EAGAIN)
             self.put(replace(ss, queued=ss.queued + (json.dumps(to_payload(ev)),)))
             self.note(f"{ev.service}: {ev.op} requested on {ev.origin} -> queued behind the "
                       f"operation in progress ({len(ss.queued) + 1} waiting)")
             return None
-        if ev.op in ("freeze", "unfreeze"):
-            if ss.state not in (State.STOPPED, State.STARTED, State.DISABLED,
-                                State.UNINITIALIZED):
-                return answer(codes.EAGAIN)
-            self.put(replace(ss, frozen=ev.op == "freeze"))
-            answer(codes.SUCCESS, ss.owner)
-            if ev.op == "unfreeze":
-                self.recover_orphans()
-            return None
+        return handler(ev, ss)
+
+    def refused(self, ev: Request, ss: ServiceState) -> int | None:
+        """Why a service may not be moved now (frozen, or the named node is
+        down), as a reply code; None if it may."""
         if ss.frozen:
-            return answer(codes.EFROZEN)
-        if ev.op == "migrate":
-            return answer(codes.EINVAL)
+            return codes.EFROZEN
         if ev.node is not None and ev.node not in self.online:
-            return answer(codes.ENODE)
-        pending = replace(ss, request=ev.id, request_origin=ev.origin)
-        if ev.op == "enable" or (ev.op in ("restart", "relocate") and
-                                 ss.state in (State.STOPPED, State.UNINITIALIZED)):
-            if ev.op == "relocate" and ss.state == State.UNINITIALIZED:
-                return answer(codes.EINVAL)
-            if ss.state == State.STARTED:
-                return answer(codes.ERUN, ss.owner)
-            if ss.state == State.FAILED:
-                return answer(codes.EABORT, text=f"{ss.name} has failed; can not start "
-                              "(disable it first)")
-            if not self.depend_met(spec):
-                return answer(codes.EDEPEND)
-            if ev.node is not None or not ev.follow_domain:
-                node = ev.node or ev.origin
-                cands = candidates(self.model, spec, self.table, self.online)
-                self.plan.explain[spec.name] = [c.line(c.node == node and c.eligible)
-                                                for c in cands]
-                cand = next((c for c in cands if c.node == node), None)
-                if cand is None or cand.score == ILLEGAL or (ev.node is None and
-                                                             cand.score < GOOD):
-                    return answer(codes.FAILURE, text=f"Failure ({node} may not run "
-                                  f"{ss.name}: {cand.reason if cand else 'unknown node'})")
-                if not cand.eligible:
-                    return answer(codes.EEXCL)
-                self.put(self.start(pending, node, f"{ev.op} requested on {ev.origin}"))
-                return None
-            chosen = self.choose(spec)
-            if chosen is None:
-                return answer(codes.ENOTRUNNABLE)
-            self.start(pending, chosen.node, f"{ev.op} requested, by domain rules: "
-                       f"{chosen.reason}")
-            return None
-        if ev.op in ("disable", "stop"):
-            final = State.DISABLED if ev.op == "disable" else State.STOPPED
-            after = "disabled" if ev.op == "disable" else "stopped"
-            if ev.op == "stop":  # stays stopped until a membership change or a request
-                pending = replace(pending, held=True)
-                if ss.state == State.STOPPED:
-                    self.put(replace(ss, held=True))
-            if ss.state == State.STARTED:
-                self.note(f"{ss.name}: {ev.op} requested on {ev.origin} -> stopping on "
-                          f"{ss.owner}")
-                self.stop(pending, after, f"{ev.op} requested")
-                return None
-            if ss.state == State.FAILED and ss.last_owner in self.online:
-                self.note(f"{ss.name}: {ev.op} of failed service -> stopping on "
-                          f"{ss.last_owner}")
-                self.stop(replace(pending, owner=ss.last_owner), after, f"{ev.op} of failed")
-                return None
-            if ev.op == "disable" or ss.state in (State.FAILED, State.UNINITIALIZED):
-                self.put(ss.moved(final, self.now, held=ev.op == "stop"))
-            return answer(codes.SUCCESS)
+            return codes.ENODE
+        return None
+
+    def req_freeze(self, ev: Request, ss: ServiceState) -> None:
+        if ss.state not in (State.STOPPED, State.STARTED, State.DISABLED, State.UNINITIALIZED):
+            return self.answer(ev, codes.EAGAIN)
+        frozen = ev.op == Op.FREEZE
+        self.put(replace(ss, frozen=frozen))
+        self.answer(ev, codes.ESUCCESS, ss.owner)
+        if not frozen:
+            self.recover_orphans()
+        return None
+
+    def req_migrate(self, ev: Request, ss: ServiceState) -> None:
+        # No service here can migrate (rgmanager's vm does; we have none).
+        return self.answer(ev, codes.EFROZEN if ss.frozen else codes.EINVAL)
+
+    def req_enable(self, ev: Request, ss: ServiceState) -> None:
+        if (code := self.refused(ev, ss)) is not None:
+            return self.answer(ev, code)
+        return self.start_requested(ev, ss)
+
+    def req_restart(self, ev: Request, ss: ServiceState) -> None:
+        if (code := self.refused(ev, ss)) is not None:
+            return self.answer(ev, code)
+        if ss.state in (State.STOPPED, State.UNINITIALIZED):
+            return self.start_requested(ev, ss)
         if ss.state != State.STARTED:
-            return answer(codes.EINVAL)
-        if ev.op == "restart":
-            self.note(f"{ss.name}: restart requested on {ev.origin} -> restarting on "
+            return self.answer(ev, codes.EINVAL)
+        self.note(f"{ss.name}: restart requested on {ev.origin} -> restarting on {ss.owner}")
+        self.stop(self.pending(ev, ss), AfterStop.RESTART, "restart requested")
+        return None
+
+    def req_relocate(self, ev: Request, ss: ServiceState) -> None:
+        if (code := self.refused(ev, ss)) is not None:
+            return self.answer(ev, code)
+        if ss.state == State.STOPPED:
+            return self.start_requested(ev, ss)
+        if ss.state != State.STARTED:
+            return self.answer(ev, codes.EINVAL)
+        spec = self.spec(ev.service)
+        owner = ss.owner or ""
+        if ev.node == owner:
+            return self.answer(ev, codes.ERUN, owner)
+        cands = self.candidates(spec, (owner,))
+        cand = next((c for c in cands if c.node == ev.node), None) if ev.node else None
+        if cand is not None and cand.eligible:
+            self.plan.explain[spec.name] = [c.line(c is cand) for c in cands]
+            target = cand.node
+        elif cand is not None and cand.score > ILLEGAL and cand.node != owner:
+            # docs/rgmanager.md §5: an exclusivity conflict on the requested node is refused.
+            self.plan.explain[spec.name] = [c.line(False) for c in cands]
+            return self.answer(ev, codes.EDEPEND)
+        else:
+            # docs/rgmanager.md §5: the requested node first, then the best other node.
+            chosen = self.choose(spec, (owner,))
+            if chosen is None:
+                code = codes.EEXCL if cand is not None and cand.score else codes.ERELO
+                return self.answer(ev, code, owner)
+            if cand is not None:
+                self.note(f"{ss.name}: {cand.node} cannot run it ({cand.reason}); "
+                          f"trying {chosen.node} instead")
+            target = chosen.node
+        self.note(f"{ss.name}: relocate requested on {ev.origin} -> moving from {owner} "
+                  f"to {target}")
+        self.stop(self.pending(ev, ss), AfterStop.RELOCATE, f"relocate to {target}",
+                  target=target, tried=(owner,))
+        return None
+
+    def req_disable(self, ev: Request, ss: ServiceState) -> None:
+        self.stop_requested(ev, ss, State.DISABLED, AfterStop.DISABLED)
+
+    def req_stop(self, ev: Request, ss: ServiceState) -> None:
+        """Stopped until a membership change or a request (``held``)."""
+        self.stop_requested(ev, ss, State.STOPPED, AfterStop.STOPPED)
+
+    def req_convalesce(self, ev: Request, ss: ServiceState) -> None:
+        if (code := self.refused(ev, ss)) is not None:
+            return self.answer(ev, code)
+        if ss.state != State.STARTED:
+            return self.answer(ev, codes.EINVAL)
+        if not ss.partial:
+            return self.answer(ev, codes.ESUCCESS, ss.owner)
+        self.put(self.pending(ev, ss))
+        self.act(StartParts(ss.name, ss.owner or "", ss.disabled_parts))
+        self.note(f"{ss.name}: convalesce requested -> starting "
+                  f"{', '.join(ss.disabled_parts)} on {ss.owner}")
+        return None
+
+    @staticmethod
+    def pending(ev: Request, ss: ServiceState) -> ServiceState:
+        """``ss`` waiting to answer ``ev`` when the operation completes."""
+        return replace(ss, request=ev.id, request_origin=ev.origin)
+
+    def start_requested(self, ev: Request, ss: ServiceState) -> None:
+        """enable, or restart/relocate of a service that is not running."""
+        spec = self.spec(ev.service)
+        if ss.state == State.STARTED:
+            return self.answer(ev, codes.ERUN, ss.owner)
+        if ss.state == State.FAILED:
+            return self.answer(ev, codes.EABORT, text=f"{ss.name} has failed; can not start "
+                               "(disable it first)")
+        if not self.depend_met(spec):
+            return self.answer(ev, codes.EDEPEND)
+        pending = self.pending(ev, ss)
+        if ev.node is not None or not ev.follow_domain:
+            node = ev.node or ev.origin
+            cands = self.candidates(spec)
+            self.plan.explain[spec.name] = [c.line(c.node == node and c.eligible)
+                                            for c in cands]
+            cand = next((c for c in cands if c.node == node), None)
+            if cand is None or cand.score == ILLEGAL or (ev.node is None and
+                                                         cand.score < GOOD):
+                return self.answer(ev, codes.EFAIL, text=f"Failure ({node} may not run "
+                                   f"{ss.name}: {cand.reason if cand else 'unknown node'})")
+            if not cand.eligible:
+                return self.answer(ev, codes.EEXCL)
+            self.put(self.start(pending, node, f"{ev.op} requested on {ev.origin}"))
+            return None
+        chosen = self.choose(spec)
+        if chosen is None:
+            return self.answer(ev, codes.EDOMAIN)
+        self.start(pending, chosen.node, f"{ev.op} requested, by domain rules: "
+                   f"{chosen.reason}")
+        return None
+
+    def stop_requested(self, ev: Request, ss: ServiceState, final: State, after: AfterStop
+                       ) -> None:
+        """disable or stop: stop it where it runs (or failed), else just mark it."""
+        if (code := self.refused(ev, ss)) is not None:
+            return self.answer(ev, code)
+        stop = ev.op == Op.STOP
+        pending = self.pending(ev, ss)
+        if stop:  # stays stopped until a membership change or a request
+            pending = replace(pending, held=True)
+            if ss.state == State.STOPPED:
+                self.put(replace(ss, held=True))
+        if ss.state == State.STARTED:
+            self.note(f"{ss.name}: {ev.op} requested on {ev.origin} -> stopping on "
                       f"{ss.owner}")
-            self.stop(pending, "restart", "restart requested")
+            self.stop(pending, after, f"{ev.op} requested")
             return None
-        if ev.op == "relocate":
-            owner = ss.owner or ""
-            if ev.node == owner:
-                return answer(codes.ERUN, owner)
-            cands = candidates(self.model, spec, self.table, self.online, (owner,))
-            cand = next((c for c in cands if c.node == ev.node), None) if ev.node else None
-            if cand is not None and cand.eligible:
-                self.plan.explain[spec.name] = [c.line(c is cand) for c in cands]
-                target = cand.node
-            elif cand is not None and cand.score > ILLEGAL and cand.node != owner:
-                # docs/rgmanager.md §5: an exclusivity conflict on the requested node is refused.
-                self.plan.explain[spec.name] = [c.line(False) for c in cands]
-                return answer(codes.EDEPEND)
-            else:
-                # docs/rgmanager.md §5: the requested node first, then the best other node.
-                chosen = self.choose(spec, (owner,))
-                if chosen is None:
-                    code = codes.EEXCL if cand is not None and cand.score else codes.ERELO
-                    return answer(code, owner)
-                if cand is not None:
-                    self.note(f"{ss.name}: {cand.node} cannot run it ({cand.reason}); "
-                              f"trying {chosen.node} instead")
-                target = chosen.node
-            self.note(f"{ss.name}: relocate requested on {ev.origin} -> moving from {owner} "
-                      f"to {target}")
-            self.stop(pending, "relocate", f"relocate to {target}", target=target,
-                      tried=(owner,))
+        if ss.state == State.FAILED and ss.last_owner in self.online:
+            self.note(f"{ss.name}: {ev.op} of failed service -> stopping on "
+                      f"{ss.last_owner}")
+            self.stop(replace(pending, owner=ss.last_owner), after, f"{ev.op} of failed")
             return None
-        if ev.op == "convalesce":
-            if not ss.partial:
-                return answer(codes.SUCCESS, ss.owner)
-            self.put(pending)
-            self.act(StartParts(ss.name, ss.owner or "", ss.disabled_parts))
-            self.note(f"{ss.name}: convalesce requested -> starting "
-                      f"{', '.join(ss.disabled_parts)} on {ss.owner}")
-            return None
-        return answer(codes.EINVAL)
+        if not stop or ss.state in (State.FAILED, State.UNINITIALIZED):
+            self.put(ss.moved(final, self.now, held=stop))
+        return self.answer(ev, codes.ESUCCESS)
 
 
 def claimed_table(table: Table, members: tuple[str, ...], now: float) -> Table:
@@ -665,7 +745,7 @@ def claimed_table(table: Table, members: tuple[str, ...], now: float) -> Table:
     out = []
     for ss in table:
         if ss.running and ss.owner in members:
-            out.append(ss.moved(State.STOPPED, now, after_stop="stopped", target=None,
+            out.append(ss.moved(State.STOPPED, now, after_stop=AfterStop.STOPPED, target=None,
                                 tried=(), relocating_from=None, request=None,
                                 request_origin=None))
     return table.put(*out)

@@ -7,7 +7,30 @@ carries the sender's clock so every node computes the same plan.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
+
+
+class Op(StrEnum):
+    """A user request (clusvcadm's service commands).
+
+    A ``StrEnum`` so that a request travelling as JSON, and code that still
+    compares ``op`` with a plain string, see the same value.
+    """
+
+    ENABLE = "enable"
+    DISABLE = "disable"
+    RELOCATE = "relocate"
+    RESTART = "restart"
+    STOP = "stop"
+    FREEZE = "freeze"
+    UNFREEZE = "unfreeze"
+    CONVALESCE = "convalesce"
+    MIGRATE = "migrate"
+
+
+#: Every request op, in declaration order (for validating what a client sends).
+REQUEST_OPS: tuple[Op, ...] = tuple(Op)
 
 
 @dataclass(frozen=True)
@@ -22,8 +45,9 @@ class NodesChanged:
 
 @dataclass(frozen=True)
 class Request:
-    """A user request (clusvcadm): enable, disable, stop, relocate, restart,
-    freeze, unfreeze, convalesce, migrate."""
+    """A user request (clusvcadm). ``op`` is an :class:`Op` value; typed
+    ``str`` because it arrives as one (JSON, the simulator's event text) and
+    the planner answers an unknown op with EINVAL rather than failing."""
 
     time: float
     op: str

@@ -7,9 +7,11 @@ domain a member without a priority ranks below every prioritised member.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
+from ..config.model import DomainNode, FailoverDomain
 from ..state import ServiceState, State, Table
 from .model import PlanModel, ServiceSpec
 
@@ -34,32 +36,52 @@ def _prio(p: int) -> int:
     return p if 1 <= p <= 100 else NO_PRIORITY
 
 
-def score(spec: ServiceSpec, node: str, online: Collection[str], ss: ServiceState | None = None
-          ) -> tuple[int, str]:
+@dataclass(frozen=True)
+class DomainView:
+    """A failover domain seen against the online nodes, worked out once per
+    planner step instead of once per candidate node."""
+
+    members: Mapping[str, DomainNode]  # lower-cased name -> member (as FailoverDomain.member)
+    any_online: bool
+    best: int  # the best priority among online members (NO_PRIORITY if none ranks)
+
+    @classmethod
+    def of(cls, d: FailoverDomain, online: Collection[str]) -> DomainView:
+        members: dict[str, DomainNode] = {}
+        for m in d.nodes:
+            members.setdefault(m.name.lower(), m)
+        prios = [_prio(m.priority) for m in d.nodes if m.name in online]
+        return cls(MappingProxyType(members), bool(prios), min(prios, default=NO_PRIORITY))
+
+
+def score(spec: ServiceSpec, node: str, online: Collection[str], ss: ServiceState | None = None,
+          view: DomainView | None = None) -> tuple[int, str]:
+    """rgmanager's node_should_start for one node. ``view``: the service's
+    domain against ``online``, when the caller has it already."""
     if node not in online:
         return ILLEGAL, "offline"
     d = spec.domain
     if d is None:
         return BEST, "no failover domain"
-    online_members = [m for m in d.nodes if m.name in online]
-    me = d.member(node)
+    if view is None:
+        view = DomainView.of(d, online)
+    me = view.members.get(node.lower())
     if me is None:
         if d.restricted:
             return ILLEGAL, f"not in restricted domain {d.name}"
-        if not online_members:
+        if not view.any_online:
             return BEST, f"no member of domain {d.name} online"
         return GOOD, f"not in domain {d.name}"
     result, why = BEST, f"member of domain {d.name}"
     if d.ordered:
-        best = min(_prio(m.priority) for m in online_members)
         mine = _prio(me.priority)
         prio_text = f"priority {me.priority}" if me.priority else "no priority"
-        if mine == best:
+        if mine == view.best:
             result, why = BEST, f"domain {d.name} {prio_text}, best online"
         else:
             result, why = BETTER, f"domain {d.name} {prio_text}, a better member is online"
     if d.nofailback and ss is not None and ss.state == State.STARTED and ss.owner in online \
-            and d.member(ss.owner or "") is not None:
+            and (ss.owner or "").lower() in view.members:
         if node == ss.owner:
             return BEST, f"nofailback: current owner in domain {d.name}"
         if result == BEST:
@@ -67,34 +89,127 @@ def score(spec: ServiceSpec, node: str, online: Collection[str], ss: ServiceStat
     return result, why
 
 
-def _exclusive_conflict(model: PlanModel, spec: ServiceSpec, node: str, table: Table
-                        ) -> str | None:
-    others = [s for s in table if s.occupies == node and s.name != spec.name]
-    if spec.exclusive and others:
-        return f"exclusive, node runs {others[0].name}"
-    for s in others:
-        other = model.services.get(s.name)
-        if other is not None and other.exclusive:
-            return f"node runs exclusive {s.name}"
-    return None
+class Occupancy:
+    """Which services occupy each node (``ServiceState.occupies``: running,
+    or failed there), and which of those are exclusive.
+
+    Built once per planner step and moved along with every table change, so
+    an exclusivity check looks at one node's set instead of the whole table.
+    """
+
+    def __init__(self, model: PlanModel) -> None:
+        self._model = model
+        self._on: dict[str, set[str]] = {}
+        self._exclusive: dict[str, set[str]] = {}
+
+    @classmethod
+    def of(cls, model: PlanModel, table: Table) -> Occupancy:
+        occ = cls(model)
+        for ss in table.services.values():
+            occ.add(ss)
+        return occ
+
+    def _is_exclusive(self, name: str) -> bool:
+        spec = self._model.services.get(name)
+        return spec is not None and spec.exclusive
+
+    def add(self, ss: ServiceState) -> None:
+        node = ss.occupies
+        if node is None:
+            return
+        self._on.setdefault(node, set()).add(ss.name)
+        if self._is_exclusive(ss.name):
+            self._exclusive.setdefault(node, set()).add(ss.name)
+
+    def remove(self, ss: ServiceState) -> None:
+        node = ss.occupies
+        if node is None:
+            return
+        self._on.get(node, set()).discard(ss.name)
+        self._exclusive.get(node, set()).discard(ss.name)
+
+    def move(self, old: ServiceState, new: ServiceState) -> None:
+        """``old`` became ``new`` in the table."""
+        if old.occupies != new.occupies:
+            self.remove(old)
+            self.add(new)
+
+    def count(self, node: str) -> int:
+        return len(self._on.get(node, ()))
+
+    def conflict(self, spec: ServiceSpec, node: str) -> str | None:
+        """Why exclusivity keeps ``spec`` off ``node`` (None: it does not).
+        Names the first occupant in name order, as the table lists them."""
+        on = self._on.get(node)
+        if not on:
+            return None
+        others = on - {spec.name} if spec.name in on else on
+        if not others:
+            return None
+        if spec.exclusive:
+            return f"exclusive, node runs {min(others)}"
+        excl = self._exclusive.get(node)
+        if excl:
+            excl_others = excl - {spec.name} if spec.name in excl else excl
+            if excl_others:
+                return f"node runs exclusive {min(excl_others)}"
+        return None
+
+
+class Placement:
+    """Candidate nodes for services during one planner step.
+
+    The online set, the node order and the occupancy are computed once per
+    event (not per candidate), and the occupancy follows every table change
+    through :meth:`moved`, so placing N services on M nodes costs O(N x M).
+    """
+
+    def __init__(self, model: PlanModel, table: Table, online: Sequence[str]) -> None:
+        self.model = model
+        self.online = frozenset(online)
+        # Sorted by name first so that unconfigured nodes (same id) keep a fixed order.
+        self.nodes = tuple(sorted(sorted(set(model.node_ids) | self.online),
+                                  key=model.nodeid))
+        self.occupancy = Occupancy.of(model, table)
+        self._views: dict[int, tuple[FailoverDomain, DomainView]] = {}
+
+    def moved(self, old: ServiceState, new: ServiceState) -> None:
+        self.occupancy.move(old, new)
+
+    def view(self, d: FailoverDomain) -> DomainView:
+        hit = self._views.get(id(d))
+        if hit is None or hit[0] is not d:
+            hit = (d, DomainView.of(d, self.online))
+            self._views[id(d)] = hit
+        return hit[1]
+
+    def score(self, spec: ServiceSpec, node: str, ss: ServiceState | None = None
+              ) -> tuple[int, str]:
+        view = self.view(spec.domain) if spec.domain is not None else None
+        return score(spec, node, self.online, ss, view)
+
+    def candidates(self, spec: ServiceSpec, ss: ServiceState | None,
+                   exclude: Collection[str] = ()) -> list[Candidate]:
+        view = self.view(spec.domain) if spec.domain is not None else None
+        out = []
+        for node in self.nodes:
+            sc, why = score(spec, node, self.online, ss, view)
+            eligible = sc > ILLEGAL
+            if eligible and node in exclude:
+                eligible, why = False, why + "; excluded (already tried or current owner)"
+            if eligible:
+                conflict = self.occupancy.conflict(spec, node)
+                if conflict:
+                    eligible, why = False, why + f"; {conflict}"
+            out.append(Candidate(node, sc, eligible, why))
+        return out
 
 
 def candidates(model: PlanModel, spec: ServiceSpec, table: Table, online: Sequence[str],
                exclude: Collection[str] = ()) -> list[Candidate]:
-    ss = table.get(spec.name)
-    out = []
-    nodes = sorted(set(model.node_ids) | set(online), key=model.nodeid)
-    for node in nodes:
-        sc, why = score(spec, node, online, ss)
-        eligible = sc > ILLEGAL
-        if eligible and node in exclude:
-            eligible, why = False, why + "; excluded (already tried or current owner)"
-        if eligible:
-            conflict = _exclusive_conflict(model, spec, node, table)
-            if conflict:
-                eligible, why = False, why + f"; {conflict}"
-        out.append(Candidate(node, sc, eligible, why))
-    return out
+    """Every node's verdict for ``spec`` (O(table) to set up: for one-off
+    questions; a planner step keeps one :class:`Placement`)."""
+    return Placement(model, table, online).candidates(spec, table.get(spec.name), exclude)
 
 
 def best(cands: Sequence[Candidate], model: PlanModel) -> Candidate | None:
