@@ -7,7 +7,7 @@ Mutants of the repository's example configurations (etc/cluster.conf,
 tests/scenarios/configs/*.conf, a rich built-in one, a generated 600-resource
 one) go through every entry point: load + validate, tree build, text and
 ``--json`` rendering (serialised), the delta between the original and the
-mutant, and ``rgmanager.simulate`` (initial placement, then a node going down
+mutant, and ``rgmanager.planner.dryrun`` (initial placement, then a node going down
 and a service failing). Mutations: drop, duplicate, swap, move and rename
 elements; random, huge, negative, unicode and empty attribute values; unknown
 attributes; stray text; deep nesting; many children; truncation; internal
@@ -399,12 +399,12 @@ class Pipeline:
 
     @staticmethod
     def simulate(loaded: Any) -> None:
-        from rgmanager import simulate as sim
-        from rgmanager.planner import PlanModel
+        from rgmanager.cli.render import dry_run_json, dry_run_text
+        from rgmanager.planner import PlanModel, dryrun
         model = PlanModel.build(loaded.config, loaded.forest)
-        quorum = sim.Quorum.from_config(loaded.config)
+        quorum = dryrun.Quorum.from_config(loaded.config)
         nodes = [n.name for n in loaded.config.nodes]
-        table, members = sim.initial(model, nodes, quorum=quorum)
+        table, members = dryrun.initial(model, nodes, quorum=quorum)
         events = []
         if nodes:
             events.append(f"node-down:{nodes[0]}")
@@ -414,10 +414,10 @@ class Pipeline:
             events.append(f"enable:{services[-1]}")
         if nodes:
             events.append(f"node-up:{nodes[0]}")
-        result = sim.simulate(model, table, members, events, True, quorum=quorum,
-                              clock=sim.START_TIME)
-        sim.render_text(result)
-        json.dumps(sim.render_json(result))
+        result = dryrun.dry_run(model, table, members, events, True, quorum=quorum,
+                                clock=dryrun.START_TIME)
+        dry_run_text(result)
+        json.dumps(dry_run_json(result))
 
 
 def _worker(conn: Connection, seed: int) -> None:

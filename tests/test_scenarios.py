@@ -39,20 +39,12 @@ from pathlib import Path
 
 import pytest
 
+from rgmanager.cli.render import dry_run_json, dry_run_text
 from rgmanager.cluster.base import Membership
 from rgmanager.loader import load
 from rgmanager.planner import PlanModel
-from rgmanager.simulate import (
-    Quorum,
-    initial,
-    parse_event,
-    render_json,
-    render_text,
-    resolve_resource,
-    simulate,
-    state_from_json,
-    state_to_json,
-)
+from rgmanager.planner.dryrun import Quorum, dry_run, initial, state_from_json, state_to_json
+from rgmanager.planner.dryrun_lang import parse_event, resolve_resource
 from rgmanager.state import ServiceState, State, Table
 
 from .seed_rules import seed_rules
@@ -168,9 +160,9 @@ def run_scenario(sc: Scenario, tmp: Path) -> str:
         table, membership = initial(model, [n.name for n in loaded.config.nodes],
                                     quorum=quorum)
     explain = (sc.option("explain") or "yes") != "no"
-    result = simulate(model, table, membership, sc.events(), explain, quorum=quorum)
+    result = dry_run(model, table, membership, sc.events(), explain, quorum=quorum)
     assert not result.livelock, f"{sc.path.name}: livelock"
-    return render_text(result)
+    return dry_run_text(result)
 
 
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.scenario"))
@@ -195,7 +187,7 @@ def test_scenario(path: Path, tmp_path: Path) -> None:
     assert got == expected
 
 
-# -- simulate.py units ----------------------------------------------------------------
+# -- dry run units ----------------------------------------------------------------
 CONF = """<?xml version="1.0"?>
 <cluster name="sim" config_version="1">
   <clusternodes>
@@ -274,7 +266,7 @@ def test_resolve_resource(model: PlanModel) -> None:
 def test_unknown_node_rejected_before_anything_runs(model: PlanModel) -> None:
     table, members = initial(model, ["node1", "node2", "node3"])
     with pytest.raises(ValueError, match="not a configured node"):
-        simulate(model, table, members, ["node-down:node1", "node-down:node9"])
+        dry_run(model, table, members, ["node-down:node1", "node-down:node9"])
 
 
 def test_initial_places_autostart_services(model: PlanModel) -> None:
@@ -287,10 +279,10 @@ def test_initial_places_autostart_services(model: PlanModel) -> None:
 
 def test_livelock_guard(model: PlanModel) -> None:
     table, members = initial(model, ["node1", "node2", "node3"])
-    result = simulate(model, table, members, ["node-down:node1"], max_steps=1)
+    result = dry_run(model, table, members, ["node-down:node1"], max_steps=1)
     assert result.livelock
     assert "livelock" in result.steps[0].of("note")[-1]
-    assert render_json(result)["livelock"] is True
+    assert dry_run_json(result)["livelock"] is True
 
 
 def test_quorum_from_votes() -> None:
@@ -302,12 +294,12 @@ def test_quorum_from_votes() -> None:
 
 def test_state_json_round_trip_continues_where_it_stopped(model: PlanModel) -> None:
     table, members = initial(model, ["node1", "node2", "node3"])
-    first = simulate(model, table, members, ["node-down:node1", "fail:web"])
+    first = dry_run(model, table, members, ["node-down:node1", "fail:web"])
     saved = json.loads(json.dumps(state_to_json(first.table, first.membership, first.clock)))
     table2, members2, clock = state_from_json(saved)
     assert table2 == first.table and members2.members == first.membership.members
-    both = simulate(model, table, members, ["node-down:node1", "fail:web", "node-up:node1"])
-    chained = simulate(model, table2, members2, ["node-up:node1"], clock=clock or 0)
+    both = dry_run(model, table, members, ["node-down:node1", "fail:web", "node-up:node1"])
+    chained = dry_run(model, table2, members2, ["node-up:node1"], clock=clock or 0)
     assert chained.table == both.table
 
 

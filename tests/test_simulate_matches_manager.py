@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rgmanager.planner import PlanModel
-from rgmanager.simulate import initial, simulate
+from rgmanager.planner.dryrun import dry_run, initial
 
 from .manager_helpers import script, write_lsb
 from .test_manager_sim import NODES, Cluster3
@@ -69,7 +69,7 @@ def test_simulate_predicts_the_real_cluster(tmp_path: Path) -> None:
         assert simple(c.table()) == simple(predicted)
         for i, event in enumerate(EVENTS):
             real_apply(c, event)
-            result = simulate(model, table, members, EVENTS[: i + 1])
+            result = dry_run(model, table, members, EVENTS[: i + 1])
             predicted = {s.name: (s.state.value, s.owner) for s in result.table}
             assert simple(c.table()) == simple(predicted), f"after {event}"
             for node in c.managers:  # and every live manager agrees

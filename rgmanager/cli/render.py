@@ -1,14 +1,22 @@
-"""Text and JSON views of rules, resources, trees and domains (rg_test's output).
+"""Text and JSON views of rules, resources, trees, domains and dry runs (rg_test's output).
 
 The text follows rgmanager's rg_test layout so administrators can compare;
-the JSON carries the same facts for scripts.
+the JSON carries the same facts for scripts. Every attribute value shown
+goes through :func:`rgmanager.config.model.redact_value`: passwords and the
+secrets inside mount options never reach a terminal or a JSON consumer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..agents.discovery import RuleSet
 from ..agents.rules import ResourceRule
-from ..config.model import ClusterConfig
+from ..cluster.base import Membership
+from ..config.model import ClusterConfig, redact, redact_value
+from ..planner.dryrun import DryRunResult
+from ..state import ServiceState, Table
 from ..tree.model import Forest, Node, Resource
 
 
@@ -84,7 +92,7 @@ def resource_text(res: Resource) -> str:
     for p in res.rule.params:
         fl = [f for f in ("primary", "unique", "required", "reconfig") if getattr(p, f)]
         if p.name in res.attrs:
-            value = res.attrs[p.name]
+            value = redact_value(p.name, res.attrs[p.name])
         elif p.name in res.inherits:
             value = None
             fl.append(f'inherit("{res.inherits[p.name]}")')
@@ -118,7 +126,8 @@ def tree_text(node: Node, indent: int = 0) -> str:
     lines = [head + " {"]
     for p in node.rule.params:
         value = node.attr(p.name)
-        lines.append(f'{pad}  {p.name} = "{value if value is not None else "(null)"}";')
+        shown = "(null)" if value is None else redact_value(p.name, value)
+        lines.append(f'{pad}  {p.name} = "{shown}";')
     for c in node.children:
         lines.append(tree_text(c, indent + 1))
     lines.append(pad + "}")
@@ -130,7 +139,7 @@ def tree_json(node: Node) -> dict[str, object]:
         "name": node.name,
         "type": node.type,
         "flags": node_flags(node),
-        "parameters": node.params(),
+        "parameters": redact(node.params()),
         "children": [tree_json(c) for c in node.children],
     }
 
@@ -167,11 +176,74 @@ def test_json(config: ClusterConfig, forest: Forest) -> dict[str, object]:
         "cluster": {"name": config.name, "config_version": config.config_version},
         "nodes": [{"name": n.name, "nodeid": n.nodeid, "votes": n.votes} for n in config.nodes],
         "resources": [{"name": r.name, "type": r.type, "inline": r.inline, "refs": r.refs,
-                       "attributes": dict(r.attrs),
+                       "attributes": redact(r.attrs),
                        "inherit": dict(r.inherits)} for r in forest.resources],
         "services": [tree_json(s) for s in forest.services],
         "domains": [{"name": d.name, "ordered": d.ordered, "restricted": d.restricted,
                      "nofailback": d.nofailback,
                      "nodes": [{"name": m.name, "priority": m.priority} for m in d.nodes]}
                     for d in config.rm.domains],
+    }
+
+
+def changed_attr_text(name: str, attr: str, old: str | None, new: str | None) -> str:
+    """One line of ``rg_test delta``'s changed resources, secrets masked."""
+    def shown(v: str | None) -> str:
+        return str(v) if v is None else redact_value(attr, v)
+    return f"{name}: {attr}: {shown(old)} -> {shown(new)}"
+
+
+def redact_changes(changes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``delta --json``'s resources_changed ({name: {attr: [old, new]}}), secrets masked."""
+    return {name: {attr: [v if v is None else redact_value(attr, str(v)) for v in pair]
+                   for attr, pair in attrs.items()}
+            for name, attrs in changes.items()}
+
+
+# -- dry runs (rg_test simulate) ------------------------------------------------
+def members_line(m: Membership) -> str:
+    names = " ".join(m.members) if m.members else "(none)"
+    return f"Members: {names} ({'quorate' if m.quorate else 'no quorum'})"
+
+
+def table_lines(table: Table) -> list[str]:
+    """One aligned line per service: name, state, owner, then flags / last owner."""
+    rows = []
+    for ss in table:
+        extra = [f for f in ("frozen", "partial") if getattr(ss, f)]
+        if ss.owner is None and ss.last_owner:
+            extra.append(f"last owner {ss.last_owner}")
+        rows.append((ss.name, str(ss.state), ss.owner or "-", ", ".join(extra)))
+    if not rows:
+        return ["  (no services)"]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len(r[2]) for r in rows)
+    return [f"  {a:<{w0}}  {b:<{w1}}  {c:<{w2}}  {d}".rstrip() for a, b, c, d in rows]
+
+
+def dry_run_text(result: DryRunResult) -> str:
+    out = ["=== Starting table ===", *table_lines(result.start_table),
+           "  " + members_line(result.start_membership)]
+    for step in result.steps:
+        out.append(f"=== Event: {step.event} ===")
+        prefix = {"note": "  * ", "action": "  -> ", "explain": "  "}
+        out += [prefix[k] + text for k, text in step.lines]
+    out += ["=== Resulting table ===", *table_lines(result.table),
+            "  " + members_line(result.membership)]
+    return "\n".join(out) + "\n"
+
+
+def _service_json(ss: ServiceState) -> dict[str, Any]:
+    return {"state": str(ss.state), "owner": ss.owner, "last_owner": ss.last_owner,
+            "frozen": ss.frozen, "partial": ss.partial}
+
+
+def dry_run_json(result: DryRunResult) -> dict[str, Any]:
+    return {
+        "steps": [s.to_json() for s in result.steps],
+        "table": {ss.name: _service_json(ss) for ss in result.table},
+        "members": list(result.membership.members),
+        "quorate": result.membership.quorate,
+        "livelock": result.livelock,
     }

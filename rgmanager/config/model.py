@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ..agentlib.redact import MASK, redact_options
 from ..errors import Source
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -25,8 +26,18 @@ def frozen_map(d: Mapping[str, str] | None = None) -> Mapping[str, str]:
 SECRET_ATTRS = frozenset({"passwd", "password", "passwd_script", "snmp_priv_passwd"})
 
 
+def redact_value(name: str, value: str) -> str:
+    """One attribute's value as it may be shown: masked whole for a secret
+    attribute, and with secret options masked inside option strings
+    (``options="username=bob,password=..."`` of a netfs or cifs mount)."""
+    if name in SECRET_ATTRS:
+        return MASK
+    return redact_options(value) if "=" in value else value
+
+
 def redact(attrs: Mapping[str, str]) -> dict[str, str]:
-    return {k: ("********" if k in SECRET_ATTRS else v) for k, v in attrs.items()}
+    """Attributes as they may be printed or logged (see :func:`redact_value`)."""
+    return {k: redact_value(k, v) for k, v in attrs.items()}
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,10 @@ class ResourceDecl:
     @property
     def ref(self) -> str | None:
         return self.attrs.get("ref")
+
+    def __repr__(self) -> str:
+        return (f"ResourceDecl(tag={self.tag!r}, attrs={redact(self.attrs)}, "
+                f"children={len(self.children)}, source={self.source})")
 
 
 #: ``<rm status_poll_interval>`` when not given (rgmanager's default).
