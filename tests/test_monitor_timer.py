@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,12 +88,19 @@ def made() -> Iterator[list[Monitor]]:
         m.shutdown()
 
 
+def ticker(checker: StatusChecker, by_name: dict[str, Node]) -> Callable[[str], None]:
+    """The manager's tick, minus its locks and table."""
+    def tick(service: str) -> None:
+        checker.check(by_name[service], set())
+    return tick
+
+
 def wire(tops: list[Node], recorder: Recorder, workers: int, made: list[Monitor]
          ) -> tuple[Monitor, StatusChecker]:
     """A monitor driving a StatusChecker as the manager does."""
     checker = StatusChecker(TreeOps(recorder))
     by_name = {t.name: t for t in tops}
-    mon = Monitor(10, lambda s: checker.check(by_name[s], set()) and None,
+    mon = Monitor(10, ticker(checker, by_name),
                   next_due=lambda s: checker.next_due(by_name[s]), workers=workers)
     made.append(mon)
     for t in tops:
@@ -140,7 +147,7 @@ def test_a_due_check_waits_for_a_worker_instead_of_being_skipped(
 
     checker = StatusChecker(TreeOps(held))
     by_name = {t.name: t for t in tops}
-    mon = Monitor(10, lambda s: checker.check(by_name[s], set()) and None,
+    mon = Monitor(10, ticker(checker, by_name),
                   next_due=lambda s: checker.next_due(by_name[s]), workers=2)
     made.append(mon)
     for t in tops:
@@ -152,7 +159,7 @@ def test_a_due_check_waits_for_a_worker_instead_of_being_skipped(
     assert wait_for(lambda: all(rec.starts(f"a{i}") for i in range(1, 6)), timeout=10)
     assert not rec.starts("a0")
     gate.set()
-    assert wait_for(lambda: rec.starts("a0"), timeout=10)
+    assert wait_for(lambda: bool(rec.starts("a0")), timeout=10)
     # a0's turn ran late but ran; nothing was dropped on the way
     assert wait_for(lambda: all(len(rec.starts(f"a{i}")) >= 2 for i in range(6)), timeout=10)
     assert rec.overlaps == 0 and rec.peak <= 2
@@ -185,7 +192,7 @@ def test_watch_is_idempotent_and_unwatch_stops_checks(
         mon.watch("service:s0")
         mon.watch("service:s1")
     assert mon.watched() == ["service:s0", "service:s1"]
-    assert wait_for(lambda: rec.starts("a0") and rec.starts("a1"), timeout=5)
+    assert wait_for(lambda: bool(rec.starts("a0") and rec.starts("a1")), timeout=5)
     assert len(rec.starts("a0")) == 1  # three watches, one schedule
     mon.unwatch("service:s0")
     assert mon.watched() == ["service:s1"] and mon.due("service:s0") is None
