@@ -25,13 +25,13 @@ from lxml import etree
 
 from . import codes
 from .agents.discovery import RuleSet, default_agent_dirs, load_rules
+from .cluster import registry
 from .cluster.base import Cluster
-from .cluster.local import LocalCluster
 from .config.model import ClusterConfig
 from .control import ControlServer
 from .errors import ConfigError, Severity
 from .loader import Loaded, load
-from .manager import Manager
+from .manager import Manager, ReloadRefused
 from .pidlock import AlreadyRunning, PidLock
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,7 @@ class Daemon:
         self.node = pick_node(self.loaded.config, opts.node)
         self.cluster = self._backend()
         self.manager = Manager(self.loaded, self.cluster, extra_env=opts.extra_env)
+        self.manager.on_config_needed = self._config_needed
         self.server: ControlServer | None = None
         self.locked = False
         self.stopping = threading.Event()
@@ -234,15 +235,16 @@ class Daemon:
             raise StartupError(f"cannot read {self.opts.conf}: {err.strerror or err}") from None
 
     def _backend(self) -> Cluster:
-        if self.opts.backend == "local":
-            return LocalCluster(self.node)
-        raise StartupError(f"unknown cluster backend '{self.opts.backend}' (available: local)")
+        try:
+            return registry.build(self.opts.backend, self.loaded.config, self.node)
+        except (registry.UnknownBackend, ValueError) as err:
+            raise StartupError(str(err)) from None
 
     # -- control requests ----------------------------------------------------
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")
         if op == "status":
-            return self.manager.status()
+            return dict(self.manager.status())
         if op in ("lock", "unlock"):
             self.locked = op == "lock"
             log.info("resource groups %s", "locked" if self.locked else "unlocked")
@@ -313,6 +315,10 @@ class Daemon:
                 return {"code": codes.EAGAIN, "text": "shutting down; nothing changed"}
             try:
                 done = self.manager.reload(new)
+            except ReloadRefused as err:
+                log.warning("reload (%s) to config_version %d refused by the cluster: %s; "
+                            "nothing changed here", trigger, version, err)
+                return {"code": codes.EINVAL, "text": f"refused by the cluster: {err}"}
             except Exception as err:
                 log.error("reload to config_version %d failed while applying: %s; "
                           "configuration %d stays in force", version, _describe(err), current)
@@ -328,6 +334,13 @@ class Daemon:
             log.warning("%s", r)
         log.info("configuration %d -> %d applied (%d changes)", current, version, len(done))
         return {"code": codes.SUCCESS, "text": "Success", "changes": done}
+
+    def _config_needed(self, version: int) -> None:
+        """Another node switched the cluster to ``version``: read our file now
+        (the manager holds its deliveries until we hand it that version)."""
+        log.info("the cluster switched to config_version %d; reading %s", version,
+                 self.opts.conf)
+        self.reload_requested.set()
 
     def poll_config(self) -> None:
         """The config_version poll: look at the file only when it changed, once per change.

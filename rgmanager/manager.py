@@ -1,10 +1,32 @@
 """The resource group manager: drives the planner with ordered deliveries.
 
 Every delivery (membership change or message) is turned into a planner
-event and planned against the replicated table; this node then carries out
-only the actions addressed to it, each service's operations one at a time,
-and reports the outcome by broadcasting another event. What the decisions
-*are* lives in ``planner``; this module only makes them happen.
+event and planned against the replicated table (kept in step by
+``replica``); this node then carries out only the actions addressed to it,
+each service's operations one at a time and different services' in
+parallel on a bounded pool, and reports the outcome by broadcasting another
+event. What the decisions *are* lives in ``planner``; this module only makes
+them happen. The status view it answers with is built by ``status_view``.
+
+Reconfiguration goes through the ordered channel. A node that has loaded
+and validated config version N broadcasts ``{"kind": "config", "version":
+N}``; every member switches models when that message is delivered, at the
+same point of its stream, so no two planners ever handle one event under
+different models. A version not higher than the one in force is refused
+(and logged). Each node reads cluster.conf from its own disk, and the
+message carries only the version: a node that is delivered version N
+before it has loaded N itself does not plan under any other model — it
+*holds* every later delivery (in order), asks the daemon to read its file,
+and once it has N, switches at the held point and replays what it held.
+Until then it decides and carries out nothing new (its peers see its
+operations as still pending); if its file never reaches N it stays held,
+saying so at ERROR each time it checks. We chose this over applying "the
+newest model this node has", which would let two planners disagree, and
+over stopping the node, which would stop services that are fine.
+
+Losing the channel (``ClusterLost``, corosync gone) stops every service
+this node owns at once — it can no longer prove it owns them — logged at
+CRITICAL; the node then rejoins as a fresh member when the backend is back.
 """
 
 from __future__ import annotations
@@ -14,12 +36,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import codes
-from .cluster.base import Cluster, Delivery, Membership, MembershipChange, Message
+from .cluster.base import Cluster, ClusterLost, Delivery, Membership, MembershipChange, Message
 from .executor import describe_rc, run_action
 from .loader import Loaded
 from .monitor import Monitor, StatusChecker
@@ -40,12 +63,13 @@ from .planner import (
     Stop,
     StopDone,
     StopParts,
-    claimed_table,
     from_payload,
     plan,
     to_payload,
 )
-from .state import State, Table, service_name
+from .replica import TableReplica
+from .state import RUNNING_STATES, State, Table, service_name
+from .status_view import StatusView, status_view
 from .tree.delta import diff
 from .tree.model import Forest, Node
 from .tree.order import start_order, stop_order
@@ -53,13 +77,47 @@ from .treeops import Runner, TreeOps
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT = "snapshot"
+#: Message kind of a reconfiguration ("switch to config version N here").
+CONFIG = "config"
+#: Default bound on operations carried out at once (different services).
+WORKERS = 16
+
+
+class ReloadRefused(Exception):
+    """The cluster refused this node's configuration (older than the one in force)."""
+
+
+@dataclass
+class _ReloadWork:
+    """Progress of one switch to a config version on this node."""
+
+    version: int
+    lines: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, int]] = field(default_factory=list)  # service, path, rc
+    left: int = 0  # _Reconfigure operations not yet carried out
+    refused: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class _Reconfigure:
+    """Stop/start the changed parts of one service here (queued with its actions)."""
+
+    service: str
+    old_top: Node | None  # None: an added service (nothing to do here)
+    new_top: Node | None  # None: a removed service (stop it)
+    work: _ReloadWork
+    stop: tuple[str, ...] = ()
+    start: tuple[str, ...] = ()
+
+
+Work = Start | Stop | RestartParts | StopParts | StartParts | _Reconfigure
 
 
 class Manager:
     def __init__(self, loaded: Loaded, cluster: Cluster, *, runner: Runner = run_action,
                  extra_env: Mapping[str, str] | None = None, monitor: bool = True,
-                 clock: Callable[[], float] = time.time, workers: int = 8) -> None:
+                 clock: Callable[[], float] = time.time, workers: int = WORKERS) -> None:
         self.cluster = cluster
         self.node = cluster.local_node
         self.clock = clock
@@ -68,26 +126,31 @@ class Manager:
                                                                             "on")
         self.ops = TreeOps(runner, enforce_timeouts=enforce, extra_env=extra_env)
         self.checker = StatusChecker(self.ops)
-        self.table = Table()
-        self.membership = Membership((), False)
-        self.last_time = 0.0
         self.lock = threading.RLock()  # guards table/model/membership
+        self.replica = TableReplica(self.node, cluster, self.lock,
+                                    order_key=lambda n: self.model.nodeid(n),
+                                    apply=self._apply, replay=self._deliver_locked)
         self.service_locks: dict[str, threading.Lock] = {}
         # Actions for one service run one after another in the order the
         # planner asked for them (a start, then the emergency stop that
-        # followed it, never the other way round).
-        self.op_queues: dict[str, deque[Start | Stop | RestartParts | StopParts | StartParts]] \
-            = {}
+        # followed it, never the other way round); different services run in
+        # parallel, at most ``workers`` at once.
+        self.op_queues: dict[str, deque[tuple[int, Work]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rg-op")
         self.pending: dict[str, tuple[threading.Event, list[Reply]]] = {}
-        self.synced = True  # False while waiting for a snapshot after joining
-        self.buffer: list[Delivery] = []
-        self.claim_timer: threading.Timer | None = None
-        self.claim_after = 5.0  # seconds without a table sender before claiming
+        # Bumped when the channel is lost: starts queued before it are not run.
+        self.generation = 0
         self.running = False
+        self.killed = False
         self.busy = 0  # operations in flight (for tests that wait for quiet)
         self.busy_cv = threading.Condition()
         self.history: list[str] = []  # notes, newest last (bounded)
+        # Reconfiguration through the channel (see the module docstring).
+        self.on_config_needed: Callable[[int], None] | None = None
+        self._configs: dict[int, Loaded] = {}  # loaded here, not yet switched to
+        self._reloads: dict[int, _ReloadWork] = {}
+        self._held_for: int | None = None  # delivered version we have not loaded
+        self._held: list[Delivery] = []
         self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick) \
             if monitor else None
 
@@ -95,6 +158,39 @@ class Manager:
         self.loaded = loaded
         self.forest: Forest = loaded.forest
         self.model = PlanModel.build(loaded.config, loaded.forest)
+
+    # -- the replicated table (see replica) -----------------------------------------
+    @property
+    def table(self) -> Table:
+        return self.replica.table
+
+    @table.setter
+    def table(self, value: Table) -> None:
+        self.replica.table = value
+
+    @property
+    def membership(self) -> Membership:
+        return self.replica.membership
+
+    @property
+    def synced(self) -> bool:
+        return self.replica.synced
+
+    @property
+    def last_time(self) -> float:
+        return self.replica.last_time
+
+    @property
+    def claim_after(self) -> float:
+        return self.replica.claim_after
+
+    @claim_after.setter
+    def claim_after(self, seconds: float) -> None:
+        self.replica.claim_after = seconds
+
+    @property
+    def claim_timer(self) -> threading.Timer | None:
+        return self.replica.claim_timer
 
     # -- life ----------------------------------------------------------------
     def start(self) -> None:
@@ -104,23 +200,44 @@ class Manager:
         self.cluster.start(self._deliver)
 
     def shutdown(self, stop_services: bool = True) -> None:
-        """Stop the services this node runs (in order), then leave the cluster."""
+        """Stop the services this node runs (dependants first, independent ones
+        in parallel), then leave the cluster."""
         self.running = False
         if self.monitor is not None:
             self.monitor.shutdown()
         if stop_services:
             with self.lock:
-                mine = [s for s in self.table if s.owner == self.node and s.state in (
-                    State.STARTED, State.STARTING, State.STOPPING) and not s.frozen]
-                mine.sort(key=lambda s: -self._depend_depth(s.name))
-            for ss in mine:  # dependants before what they depend on
-                top = self.forest.service(ss.name)
-                if top is not None:
-                    with self._service_lock(ss.name):
-                        log.info("%s: stopping for shutdown", ss.name)
-                        self.ops.stop(top)
+                mine = [s.name for s in self.table if s.owner == self.node
+                        and s.state in RUNNING_STATES and not s.frozen]
+            self._stop_services(mine, "shutdown")
+        self.replica.stop()
         self.cluster.stop()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def kill(self) -> None:
+        """Die as SIGKILL would make the daemon die (for tests): stop nothing,
+        send nothing, leave no group; deliveries from now on are ignored.
+        Returns once the operation in flight (if any) has ended, as the
+        process's children would be gone. The rest of the machine (the
+        cluster node, the resources) is the caller's to kill."""
+        self.killed = True
+        self.running = False
+        if self.monitor is not None:
+            self.monitor.shutdown()
+        with self.lock:
+            self.replica.stop()
+            for queue in self.op_queues.values():
+                while len(queue) > 1:  # the one in flight finishes; nothing after it
+                    queue.pop()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def depend_waves(self, names: Iterable[str]) -> list[list[str]]:
+        """``names`` in stop order: waves of services that do not depend on each
+        other, dependants before what they depend on (reverse for starts)."""
+        by_depth: dict[int, list[str]] = {}
+        for name in names:
+            by_depth.setdefault(self._depend_depth(name), []).append(name)
+        return [sorted(by_depth[d]) for d in sorted(by_depth, reverse=True)]
 
     def _depend_depth(self, name: str) -> int:
         """How many services ``name`` depends on, transitively (cycle-safe)."""
@@ -132,16 +249,38 @@ class Manager:
             spec = self.model.services.get(spec.depend)
         return depth
 
+    def _stop_services(self, names: Iterable[str], reason: str,
+                       forest: Forest | None = None) -> None:
+        """Stop ``names`` here, wave by wave (see ``depend_waves``), each wave in
+        parallel on the pool; returns when all are stopped. The table is not
+        touched (shutdown, startup clean slate, channel lost)."""
+        forest = forest or self.forest
+        for wave in self.depend_waves(names):
+            futures = []
+            for name in wave:
+                top = forest.service(name)
+                if top is not None:
+                    futures.append(self.pool.submit(self._stop_one, top, reason))
+            wait(futures)
+
+    def _stop_one(self, top: Node, reason: str) -> None:
+        with self._service_lock(top.name):
+            log.info("%s: stopping (%s)", top.name, reason)
+            res = self.ops.stop(top)
+            self.checker.forget(top.name)
+        if not res.ok:
+            log.error("%s: stop (%s) failed at %s", top.name, reason,
+                      ", ".join(n.name for n in res.failed))
+
     def stop_all_local(self, reason: str) -> None:
         """Stop every configured service here without touching the table
         (startup clean slate, quorum loss)."""
-        for top in self.forest.services:
-            log.info("%s: stopping locally (%s)", top.name, reason)
-            with self._service_lock(top.name):
-                self.ops.stop(top)
+        self._stop_services([top.name for top in self.forest.services], reason)
 
     # -- deliveries ------------------------------------------------------------
     def _deliver(self, delivery: Delivery) -> None:
+        if self.killed:
+            return
         try:
             with self.lock:
                 self._deliver_locked(delivery)
@@ -149,104 +288,24 @@ class Manager:
             log.exception("failed to handle delivery %r", delivery)
 
     def _deliver_locked(self, delivery: Delivery) -> None:
+        if isinstance(delivery, ClusterLost):
+            self._cluster_lost(delivery)
+            return
+        if self._held_for is not None:
+            self._held.append(delivery)  # waiting for a config version (see module doc)
+            return
         if isinstance(delivery, MembershipChange):
-            self._membership_change(delivery)
+            self.replica.membership_change(delivery)
+            return
+        if self.replica.takes(delivery):
             return
         payload = delivery.payload
-        if payload.get("kind") == SNAPSHOT:
-            self._snapshot(delivery)
-            return
-        if not self.synced:
-            self.buffer.append(delivery)
+        if payload.get("kind") == CONFIG:
+            self._config_message(delivery)
             return
         event = from_payload(dict(payload))
-        self.last_time = max(self.last_time, event.time)
+        self.replica.last_time = max(self.replica.last_time, event.time)
         self._apply(event)
-
-    def _membership_change(self, mc: MembershipChange) -> None:
-        previous = self.membership
-        self.membership = mc.membership
-        me_joined = self.node in mc.joined
-        old = [n for n in mc.membership.members if n not in mc.joined]
-        if me_joined and old:
-            self._wait_for_table("joined a running cluster", [mc])
-            return
-        if me_joined:
-            self.synced = True  # first member: the (empty) table is the table
-        if mc.joined and self.synced and old and \
-                min(old, key=self.model.nodeid) == self.node:
-            # The coordinator (lowest id of those who hold the table) sends it,
-            # ordered right after the join, to the newcomers.
-            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(mc.joined),
-                                    "table": self.table.to_json(), "time": self.last_time})
-        if not self.synced:
-            self.buffer.append(mc)
-            if mc.membership.quorate:
-                self._arm_claim()
-            return
-        if previous.quorate and not mc.membership.quorate:
-            log.warning("Quorum Dissolved: stopping local services; the table is stale "
-                        "until a quorate member sends it again")
-            # The planner decides the emergency stops (the same ones a dry run
-            # shows); then this node starts nothing until it holds a quorate
-            # side's table again.
-            self._apply(NodesChanged(self.last_time, mc.joined, mc.left))
-            self._wait_for_table("quorum lost", [])
-            return
-        self._apply(NodesChanged(self.last_time, mc.joined, mc.left))
-
-    def _wait_for_table(self, why: str, buffered: list[Delivery]) -> None:
-        log.info("%s; waiting for the service table", why)
-        self.synced = False
-        self.buffer = list(buffered)
-        self._arm_claim()
-
-    def _arm_claim(self) -> None:
-        """If nobody holding the table remains (every member lost quorum), the
-        lowest waiting node offers its own once the group is quorate again;
-        ordering makes everyone agree on it."""
-        if self.claim_timer is not None:
-            self.claim_timer.cancel()
-        self.claim_timer = threading.Timer(self.claim_after, self._claim)
-        self.claim_timer.daemon = True
-        self.claim_timer.start()
-
-    def _claim(self) -> None:
-        with self.lock:
-            if self.synced or not self.running:
-                return
-            if not self.membership.quorate:
-                # An inquorate node's table is never authoritative: a claim
-                # now would let it restart what it has just stopped.
-                log.info("no quorum: not offering this node's service table")
-                return
-            members = self.membership.members
-            if not members or min(members, key=self.model.nodeid) != self.node:
-                return
-            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(members), "claim": True,
-                                    "table": self.table.to_json(), "time": self.last_time})
-
-    def _snapshot(self, msg: Message) -> None:
-        if self.synced or self.node not in msg.payload.get("for", ()):
-            return
-        self.table = Table.from_json(msg.payload["table"])
-        self.last_time = max(self.last_time, float(msg.payload.get("time", 0.0)))
-        if msg.payload.get("claim"):
-            self.table = claimed_table(self.table, self.membership.members, self.last_time)
-        self.synced = True
-        if self.claim_timer is not None:
-            self.claim_timer.cancel()
-        buffered, self.buffer = self.buffer, []
-        log.info("received the service table from %s (%d services)", msg.sender,
-                 len(self.table.services))
-        for d in buffered:
-            if isinstance(d, MembershipChange):
-                self.membership = d.membership
-                self._apply(NodesChanged(self.last_time, d.joined, d.left))
-            else:
-                self._deliver_locked(d)
-        if not buffered:
-            self._apply(NodesChanged(self.last_time))
 
     def _apply(self, event: Event) -> None:
         result: Plan = plan(self.model, self.table, self.membership, event)
@@ -269,6 +328,38 @@ class Manager:
             else:
                 self.monitor.unwatch(ss.name)
 
+    def _cluster_lost(self, lost: ClusterLost) -> None:
+        """corosync went away: stop what we own at once, forget the table."""
+        mine = [s.name for s in self.table if s.owner == self.node
+                and s.state in RUNNING_STATES]
+        log.critical("lost the cluster (%s): stopping %d service(s) here at once; this node "
+                     "can no longer prove it owns them. It rejoins as a fresh member when "
+                     "the cluster is back", lost.reason, len(mine))
+        self.generation += 1  # starts queued before this are dropped
+        self.replica.lost()
+        self._held_for, self._held = None, []
+        self._update_watches()
+        if mine:
+            self._submit_thread(self._stop_services, mine, "cluster lost")
+
+    def _submit_thread(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` on a thread of its own (it uses the pool itself), counted
+        as in flight for wait_quiet."""
+        with self.busy_cv:
+            self.busy += 1
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("background operation %s failed", getattr(fn, "__name__", fn))
+            finally:
+                with self.busy_cv:
+                    self.busy -= 1
+                    self.busy_cv.notify_all()
+
+        threading.Thread(target=run, name="rg-bulk", daemon=True).start()
+
     # -- actions -----------------------------------------------------------------
     def _carry_out(self, action: Action) -> None:
         if isinstance(action, Reply):
@@ -279,10 +370,14 @@ class Manager:
             return
         if action.node != self.node:
             return
-        queue = self.op_queues.setdefault(action.service, deque())
-        queue.append(action)
+        self._enqueue(action.service, action)
+
+    def _enqueue(self, service: str, work: Work) -> None:
+        """Queue ``work`` behind ``service``'s earlier operations (under the lock)."""
+        queue = self.op_queues.setdefault(service, deque())
+        queue.append((self.generation, work))
         if len(queue) == 1:
-            self._submit(self._drain, action.service)
+            self._submit(self._drain, service)
 
     def _drain(self, service: str) -> None:
         """Carry out ``service``'s queued actions in order, one at a time."""
@@ -292,9 +387,12 @@ class Manager:
                 if not queue:
                     self.op_queues.pop(service, None)
                     return
-                action = queue[0]
+                generation, work = queue[0]
             try:
-                self._run_action(action)
+                if isinstance(work, _Reconfigure):
+                    self._reconfigure(work)
+                else:
+                    self._run_action(work, generation)
             finally:
                 with self.lock:
                     queue.popleft()
@@ -314,15 +412,25 @@ class Manager:
                     self.busy -= 1
                     self.busy_cv.notify_all()
 
-        self.pool.submit(run)
+        try:
+            self.pool.submit(run)
+        except RuntimeError:  # the pool is shut down (killed or shutting down)
+            with self.busy_cv:
+                self.busy -= 1
+                self.busy_cv.notify_all()
 
     def _service_lock(self, name: str) -> threading.Lock:
         with self.lock:
             return self.service_locks.setdefault(name, threading.Lock())
 
-    def _run_action(self, action: Start | Stop | RestartParts | StopParts | StartParts) -> None:
+    def _run_action(self, action: Start | Stop | RestartParts | StopParts | StartParts,
+                    generation: int) -> None:
         try:
             with self._service_lock(action.service):
+                if generation != self.generation and not isinstance(action, Stop):
+                    log.warning("%s: not carried out: %s was decided before the cluster was "
+                                "lost", action.service, type(action).__name__)
+                    return
                 event = self._execute(action)
             if isinstance(action, Stop) and action.emergency:
                 if isinstance(event, StopDone) and not event.ok:
@@ -330,7 +438,7 @@ class Manager:
                                  "here: stop it by hand or power this node off",
                                  action.service)
                 return  # the table already says stopped; nobody waits for it
-            if event is not None and self.running:
+            if event is not None and self.running and generation == self.generation:
                 self.cluster.broadcast(to_payload(event))
         except Exception:
             log.exception("action %r failed", action)
@@ -443,33 +551,11 @@ class Manager:
             self.pending.pop(rid, None)
 
     # -- views -------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusView:
         with self.lock:
-            members = set(self.membership.members)
-            cfg = self.loaded.config
-            nodes = [{"name": n.name, "nodeid": n.nodeid, "online": n.name in members,
-                      "local": n.name == self.node, "rgmanager": n.name in members,
-                      "estranged": False} for n in cfg.nodes]
-            for extra in sorted(members - {n.name for n in cfg.nodes}):
-                nodes.append({"name": extra, "nodeid": 0, "online": True,
-                              "local": extra == self.node, "rgmanager": True,
-                              "estranged": True})
-            services = []
-            for ss in self.table:
-                spec = self.model.services.get(ss.name)
-                parts = spec.parts if spec else {}
-                services.append({
-                    "name": ss.name, "state": ss.state.value, "state_code": ss.code,
-                    "owner": ss.owner, "last_owner": ss.last_owner,
-                    "restarts": len(ss.restarts), "last_transition": ss.last_transition,
-                    "frozen": ss.frozen, "partial": ss.partial,
-                    "disabled_parts": [parts[p].name if p in parts else p
-                                       for p in ss.disabled_parts],
-                })
-            return {"code": 0, "cluster": {"name": cfg.name,
-                                           "config_version": cfg.config_version, "id": 0},
-                    "local": self.node, "quorate": self.membership.quorate,
-                    "stale": not self.synced, "members": nodes, "services": services}
+            return status_view(self.loaded.config, self.model, self.table, self.node,
+                               self.membership, self.cluster.online_nodes(),
+                               synced=self.synced)
 
     def wait_quiet(self, timeout: float = 30.0) -> bool:
         """Wait until no operation of this node is in flight."""
@@ -482,56 +568,158 @@ class Manager:
                 self.busy_cv.wait(left)
         return True
 
-    # -- reconfiguration -----------------------------------------------------------
-    def reload(self, new: Loaded) -> list[str]:
-        """Apply a new configuration: only changed parts stop and start here."""
+    # -- reconfiguration (through the channel; see the module docstring) ------------------
+    def reload(self, new: Loaded, timeout: float = 300.0) -> list[str]:
+        """Switch the cluster to ``new`` (validated, higher config_version): broadcast
+        its version and wait until this node has switched at its delivery and
+        carried out its own changes (only changed parts stop and start here).
+        Returns what was done; raises ``ReloadRefused`` if the cluster already
+        runs a newer version, ``TimeoutError`` if it did not happen in time."""
+        version = new.config.config_version
         with self.lock:
-            old_forest = self.forest
-            d = diff(old_forest, new.forest)
-            mine = {s.name for s in self.table if s.owner == self.node and
-                    s.state == State.STARTED}
-        done: list[str] = [f"added {name}" for name in d.services_added]
-        failed: list[tuple[str, str, int]] = []  # service, tree path, rc
+            current = self.loaded.config.config_version
+            if version == current and self._held_for is None:
+                return [f"config_version {version} already in force"]
+            if version < current:
+                raise ReloadRefused(f"config_version {version} is older than {current} in "
+                                    "force")
+            if self._held_for is not None and version != self._held_for:
+                log.error("this node holds its deliveries until it loads config_version %d "
+                          "(the cluster switched to it); its file has %d", self._held_for,
+                          version)
+                raise ReloadRefused(f"the cluster runs config_version {self._held_for}; "
+                                    f"this node's file has {version}")
+            work = self._reloads.setdefault(version, _ReloadWork(version))
+            self._configs[version] = new
+            if self._held_for == version:
+                log.info("config_version %d loaded here; switching at the held point and "
+                         "replaying %d held deliveries", version, len(self._held))
+                self._release_held()
+            elif not self.membership.members:
+                self._configs.pop(version, None)
+                raise ReloadRefused("this node is in no cluster group; nothing changed")
+            else:
+                self.cluster.broadcast({"kind": CONFIG, "version": version})
+        if not work.done.wait(timeout):
+            raise TimeoutError(f"config_version {version} was not switched to within "
+                               f"{timeout:g} s")
+        if work.refused:
+            raise ReloadRefused(work.refused)
+        return work.lines
+
+    def _config_message(self, msg: Message) -> None:
+        try:
+            version = int(msg.payload["version"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed config message from %s", msg.sender)
+            return
+        current = self.loaded.config.config_version
+        if version <= current:
+            log.warning("config_version %d from %s refused: not higher than %d in force",
+                        version, msg.sender, current)
+            work = self._reloads.pop(version, None)
+            if work is not None:
+                if version == current:
+                    work.lines.append(f"config_version {version} already in force")
+                else:
+                    work.refused = f"config_version {version} is older than {current} in force"
+                work.done.set()
+            return
+        if version not in self._configs:
+            self._held_for = version
+            log.warning("%s switched the cluster to config_version %d, which this node has "
+                        "not loaded: holding every delivery until it has", msg.sender, version)
+            if self.on_config_needed is not None:
+                self.on_config_needed(version)
+            return
+        self._switch(self._configs[version])
+
+    def _release_held(self) -> None:
+        version = self._held_for
+        assert version is not None
+        held, self._held, self._held_for = self._held, [], None
+        self._switch(self._configs[version])
+        for d in held:
+            self._deliver_locked(d)  # a later unknown version holds the rest again
+
+    def _switch(self, new: Loaded) -> None:
+        """Change models at this point of the stream (under the lock)."""
+        version = new.config.config_version
+        work = self._reloads.pop(version, None) or _ReloadWork(version)
+        old_forest = self.forest
+        d = diff(old_forest, new.forest)
+        mine = {s.name for s in self.table if s.owner == self.node and
+                s.state == State.STARTED}
+        work.lines.extend(f"added {name}" for name in d.services_added)
+        todo: list[_Reconfigure] = []
         for name in d.services_removed:
             top = old_forest.service(name)
             if name in mine and top is not None:
-                with self._service_lock(name):
-                    self.ops.stop(top)
-                done.append(f"stopped removed {name}")
+                todo.append(_Reconfigure(name, top, None, work))
         for sd in d.services_changed:
-            if sd.name not in mine:
-                continue
             old_top, new_top = old_forest.service(sd.name), new.forest.service(sd.name)
-            if old_top is None or new_top is None:
-                continue
-            broken = None
-            with self._service_lock(sd.name):
-                for n in stop_order(old_top):
-                    if n.name in sd.stop:
-                        self.ops.run(n, "stop")
-                for n in start_order(new_top):
-                    if n.name in sd.start:
-                        rec = self.ops.run(n, "start")
-                        if rec.result is not None and not rec.result.ok:
-                            broken = (sd.name, n.path, rec.result.rc)
-                            break  # as a start does: later parts need this one
-            if broken is not None:
-                failed.append(broken)
-                done.append(f"{sd.name}: start of {broken[1]} failed (rc={broken[2]})")
-            else:
-                done.append(f"{sd.name}: restarted {', '.join(sd.start) or 'nothing'}")
-        with self.lock:
-            self._set_config(new)
-            self.table = self.table.only(self.model.services)
-        for line in done:
+            if sd.name in mine and old_top is not None and new_top is not None:
+                todo.append(_Reconfigure(sd.name, old_top, new_top, work, tuple(sd.stop),
+                                         tuple(sd.start)))
+        log.info("switching from config_version %d to %d", self.loaded.config.config_version,
+                 version)
+        self._set_config(new)
+        self._configs = {v: c for v, c in self._configs.items() if v > version}
+        self.table = self.table.only(self.model.services)
+        work.left = len(todo)
+        for item in todo:
+            self._enqueue(item.service, item)
+        if not todo:
+            self._finish_reload(work)
+        # Place added services under the new model, at this same point of every
+        # member's stream (no extra message needed).
+        self._apply(NodesChanged(self.last_time))
+
+    def _reconfigure(self, item: _Reconfigure) -> None:
+        """Carry out one service's part of a reload (on the pool, in its queue)."""
+        work = item.work
+        try:
+            line = self._reconfigure_service(item, work)
+            with self.lock:
+                work.lines.append(line)
+        finally:
+            with self.lock:
+                work.left -= 1
+                if work.left == 0:
+                    self._finish_reload(work)
+
+    def _reconfigure_service(self, item: _Reconfigure, work: _ReloadWork) -> str:
+        if item.new_top is None:
+            assert item.old_top is not None
+            with self._service_lock(item.service):
+                self.ops.stop(item.old_top)
+                self.checker.forget(item.service)
+            return f"stopped removed {item.service}"
+        assert item.old_top is not None
+        broken = None
+        with self._service_lock(item.service):
+            for n in stop_order(item.old_top):
+                if n.name in item.stop:
+                    self.ops.run(n, "stop")
+            for n in start_order(item.new_top):
+                if n.name in item.start:
+                    rec = self.ops.run(n, "start")
+                    if rec.result is not None and not rec.result.ok:
+                        broken = (item.service, n.path, rec.result.rc)
+                        break  # as a start does: later parts need this one
+        if broken is not None:
+            with self.lock:
+                work.failed.append(broken)
+            return f"{item.service}: start of {broken[1]} failed (rc={broken[2]})"
+        return f"{item.service}: restarted {', '.join(item.start) or 'nothing'}"
+
+    def _finish_reload(self, work: _ReloadWork) -> None:
+        for line in work.lines:
             log.info("reconfiguration: %s", line)
         # A part that failed to start is a failure of the service, handled by
         # its recovery policy at once (not "started" until the next check).
-        for name, path, rc in failed:
+        for name, path, rc in work.failed:
             self.cluster.broadcast(to_payload(StatusFailed(
                 self.clock(), name, self.node, path, rc,
                 f"start during reconfiguration failed: {describe_rc(rc)}")))
-        # Let the planner place new services.
-        self.cluster.broadcast(to_payload(NodesChanged(self.clock())))
-        return done
-
+        work.done.set()

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..cluster import registry
 from ..daemon import DEFAULT_CONF, Daemon, Options, StartupError
 from ..pidlock import DEFAULT_LOCK, LOCK_ENV, AlreadyRunning
 
@@ -57,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"cluster.conf (default $RGMANAGER_CONF or {DEFAULT_CONF})")
     p.add_argument("--node", help="this node's name in cluster.conf (default: the only node, "
                    "or the host name)")
-    p.add_argument("--backend", default="local", choices=["local"],
-                   help="cluster backend (default: local, the embedded single node)")
+    p.add_argument("--backend", default="local", choices=registry.names(),
+                   help="cluster backend (default: local, the embedded single node; "
+                   "corosync: join the rgmanager CPG group of the running corosync)")
     p.add_argument("--socket", help="control socket path (default /var/run/cluster/"
                    "rgmanager.sock or $RGMANAGER_SOCKET)")
     p.add_argument("--lock-file", metavar="PATH",

@@ -35,8 +35,8 @@ every delivery, one at a time, in this order:
 ``Membership.epoch`` counts the changes delivered by this backend object
 (local to the node: corosync has no cluster-wide counter we could use).
 
-``broadcast`` never blocks: it serialises in the caller (a non-JSON payload
-fails there), queues, and wakes the loop, which sends with
+``broadcast`` never blocks (contract point 4 in ``base``): it serialises
+in the caller (a non-JSON payload fails there), queues, and wakes the loop, which sends with
 ``cpg_mcast_joined(CPG_TYPE_AGREED)`` once this node has joined, retrying
 ``CS_ERR_TRY_AGAIN`` with a short backoff (the loop keeps dispatching
 meanwhile). It may be called from inside ``deliver``.
@@ -59,12 +59,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from . import _cpg as cpg
 from . import _votequorum as vq
-from .base import Cluster, DeliverFn, Membership, MembershipChange, Message
+from .base import Cluster, ClusterLost, DeliverFn, Membership, MembershipChange, Message
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +77,6 @@ _RETRY_FIRST = 0.001  # CS_ERR_TRY_AGAIN backoff for join/mcast
 _RETRY_MAX = 0.2
 _CONNECT_FIRST = 0.1  # waiting for corosync
 _CONNECT_MAX = 1.0
-
-
-@dataclass(frozen=True)
-class ClusterLost:
-    """corosync went away under a running backend (delivered like a change).
-
-    The manager must treat it as losing quorum *and* membership: the node is
-    in no group until the backend reconnects and delivers a MembershipChange
-    that lists this node as joined (a fresh member, waiting for the table).
-    """
-
-    reason: str
 
 
 class _Lost(Exception):

@@ -54,8 +54,5 @@ class LocalCluster(Cluster):
                 self._thread.join(timeout=10)
             self._thread = None
 
-    def pending(self) -> int:
-        return self._queue.qsize()
-
 
 __all__ = ["Delivery", "LocalCluster"]

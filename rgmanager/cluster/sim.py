@@ -11,6 +11,12 @@ It mimics what the manager relies on from corosync CPG + votequorum:
   group of a node is the started, live nodes of its partition, ordered by node
   id (the order given to ``SimNetwork``). Every change of a group produces one
   ``MembershipChange`` for its members, with a new, higher epoch.
+- *Lost channel.* ``lose_channel(name)`` is corosync dying under a running
+  node: the others see it leave, it is delivered ``ClusterLost`` (queued
+  deliveries dropped), and ``restore_channel(name)`` lets it rejoin as a
+  fresh member (its first change lists itself as joined).
+- *Online vs member.* ``online_nodes()`` are the live nodes of this node's
+  partition whose channel is up, started (rgmanager joined) or not.
 - *Quorum.* A group is quorate when the sum of its members' votes is more than
   ``expected_votes // 2``; with ``two_node`` a single node is enough, as with
   corosync's ``two_node: 1``.
@@ -35,7 +41,15 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Cluster, DeliverFn, Delivery, Membership, MembershipChange, Message
+from .base import (
+    Cluster,
+    ClusterLost,
+    DeliverFn,
+    Delivery,
+    Membership,
+    MembershipChange,
+    Message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +70,7 @@ class SimCluster(Cluster):
         self._net = network
         self.node_id = node_id
         self._alive = True  # False between crash() and restart()
+        self._channel = True  # False between lose_channel() and restore_channel()
         self._started = False
         self._deliver: DeliverFn | None = None
         self._generation = 0  # bumped on every start/stop/crash: stale threads exit
@@ -78,6 +93,9 @@ class SimCluster(Cluster):
 
     def broadcast(self, payload: Mapping[str, Any]) -> None:
         self._net._broadcast(self, payload)
+
+    def online_nodes(self) -> tuple[str, ...]:
+        return self._net._online(self)
 
     def membership(self) -> Membership:
         with self._net._cond:
@@ -222,6 +240,31 @@ class SimNetwork:
             self._part = part
             self._reconfigure_locked()
 
+    def lose_channel(self, name: str) -> None:
+        """The group channel dies under ``name`` (corosync killed): its queued
+        deliveries are dropped, it is delivered ``ClusterLost``, the others see
+        it leave. Idempotent; a node that is not started is only marked."""
+        node = self.node(name)
+        with self._cond:
+            if not node._channel:
+                return
+            node._channel = False
+            if node._started and node._alive:
+                node._queue.clear()
+                node._view = ()
+                self._seq += 1
+                node._queue.append((self._seq, ClusterLost(f"{name}: channel lost")))
+            self._reconfigure_locked()
+
+    def restore_channel(self, name: str) -> None:
+        """The channel is back: a started node rejoins as a fresh member."""
+        node = self.node(name)
+        with self._cond:
+            if node._channel:
+                return
+            node._channel = True
+            self._reconfigure_locked()
+
     def heal(self) -> None:
         """Merge everything back into one ring; each side sees the other join."""
         with self._cond:
@@ -331,7 +374,7 @@ class SimNetwork:
         parts: dict[int, list[SimCluster]] = {}
         for name in self._names:  # node id order, so groups and members are ordered
             node = self._nodes[name]
-            if node._alive and node._started:
+            if node._alive and node._started and node._channel:
                 parts.setdefault(self._part[name], []).append(node)
         return list(parts.values())
 
@@ -366,7 +409,7 @@ class SimNetwork:
         # Serialise in the caller so a non-JSON payload fails here, loudly.
         text = json.dumps(payload, allow_nan=False)
         with self._cond:
-            if not (sender._alive and sender._started):
+            if not (sender._alive and sender._started and sender._channel):
                 log.debug("dropping broadcast from %s: not a member", sender.local_node)
                 return
             group = next(g for g in self._groups_locked() if sender in g)
@@ -379,6 +422,8 @@ class SimNetwork:
         _, item = node._queue.popleft()
         if isinstance(item, MembershipChange):
             node._membership = item.membership
+        elif isinstance(item, ClusterLost):
+            node._membership = Membership((), False, node._membership.epoch)
         node._busy += 1
         assert node._deliver is not None  # only started nodes have queued items
         return item, node._deliver
@@ -392,6 +437,14 @@ class SimNetwork:
             with self._cond:
                 node._busy -= 1
                 self._cond.notify_all()
+
+    def _online(self, node: SimCluster) -> tuple[str, ...]:
+        with self._cond:
+            if not (node._alive and node._channel):
+                return ()
+            part = self._part[node.local_node]
+            return tuple(n for n in self._names if self._part[n] == part
+                         and self._nodes[n]._alive and self._nodes[n]._channel)
 
     def _idle_locked(self) -> bool:
         return all(not n._queue and n._busy == 0 for n in self._nodes.values())

@@ -1,0 +1,174 @@
+"""This node's copy of the replicated service table, kept in step with the group.
+
+Every member applies the same ordered stream to the same planner, so copies
+agree as long as each starts from the same table at the same point of the
+stream. That start is what this module is about:
+
+- The first member of a group starts from the empty table.
+- A node joining a running group waits for the table: the coordinator (the
+  lowest node id among the members that hold it) broadcasts a *snapshot*
+  right after the join, ordered after it; the newcomer buffers everything
+  delivered meanwhile and applies it on top of the snapshot.
+- A node that loses quorum holds a stale table until a quorate member sends
+  it again. If nobody holding the table is left (every member lost quorum),
+  the lowest waiting node *claims* the table after ``claim_after`` seconds of
+  quorate silence: it offers its own, which (``claimed_table``) says nothing
+  runs on the members, and ordering makes everyone agree on it.
+- Losing the channel (``ClusterLost``) makes this node a fresh member: empty
+  table, waiting for a snapshot after it rejoins.
+
+What the events *mean* is the planner's business; the manager is told which
+deliveries to plan (``apply``) and which to replay (``replay``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .cluster.base import Cluster, Delivery, Membership, MembershipChange, Message
+from .planner import Event, NodesChanged, claimed_table
+from .state import Table
+
+log = logging.getLogger(__name__)
+
+#: Message kind of a table snapshot (or claim).
+SNAPSHOT = "snapshot"
+
+
+class TableReplica:
+    """The table, the membership it was planned under, and whether it is current.
+
+    Not thread-safe by itself: every method runs under the manager's lock
+    (``lock``), which the claim timer takes too.
+    """
+
+    def __init__(self, node: str, cluster: Cluster, lock: threading.RLock, *,
+                 order_key: Callable[[str], int], apply: Callable[[Event], None],
+                 replay: Callable[[Delivery], None]) -> None:
+        self.node = node
+        self.cluster = cluster
+        self.lock = lock
+        self.order_key = order_key  # node id of a name (the coordinator is the lowest)
+        self.apply = apply
+        self.replay = replay
+        self.table = Table()
+        self.membership = Membership((), False)
+        self.last_time = 0.0
+        self.synced = True  # False while waiting for a snapshot
+        self.buffer: list[Delivery] = []
+        self.claim_timer: threading.Timer | None = None
+        self.claim_after = 5.0  # seconds without a table sender before claiming
+        self.active = True  # False once the manager stopped or was killed
+
+    # -- deliveries ---------------------------------------------------------------
+    def takes(self, msg: Message) -> bool:
+        """Handle ``msg`` if it is replication business (a snapshot, or anything
+        while the table is not current); False if the manager should plan it."""
+        if msg.payload.get("kind") == SNAPSHOT:
+            self._snapshot(msg)
+            return True
+        if not self.synced:
+            self.buffer.append(msg)
+            return True
+        return False
+
+    def membership_change(self, mc: MembershipChange) -> None:
+        previous = self.membership
+        self.membership = mc.membership
+        me_joined = self.node in mc.joined
+        old = [n for n in mc.membership.members if n not in mc.joined]
+        if me_joined and old:
+            self._wait_for_table("joined a running cluster", [mc])
+            return
+        if me_joined:
+            self.synced = True  # first member: the table we hold is the table
+        if mc.joined and self.synced and old and min(old, key=self.order_key) == self.node:
+            # The coordinator (lowest id of those who hold the table) sends it,
+            # ordered right after the join, to the newcomers.
+            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(mc.joined),
+                                    "table": self.table.to_json(), "time": self.last_time})
+        if not self.synced:
+            self.buffer.append(mc)
+            if mc.membership.quorate:
+                self._arm_claim()
+            return
+        if previous.quorate and not mc.membership.quorate:
+            log.warning("Quorum Dissolved: stopping local services; the table is stale "
+                        "until a quorate member sends it again")
+            # The planner decides the emergency stops (the same ones a dry run
+            # shows); then this node starts nothing until it holds a quorate
+            # side's table again.
+            self.apply(NodesChanged(self.last_time, mc.joined, mc.left))
+            self._wait_for_table("quorum lost", [])
+            return
+        self.apply(NodesChanged(self.last_time, mc.joined, mc.left))
+
+    def lost(self) -> None:
+        """The channel is gone: forget the table; rejoin later as a fresh member."""
+        self._cancel_claim()
+        self.table = Table()
+        self.membership = Membership((), False, self.membership.epoch)
+        self.synced = False
+        self.buffer = []
+
+    def stop(self) -> None:
+        self.active = False
+        self._cancel_claim()
+
+    # -- waiting for the table ------------------------------------------------------
+    def _wait_for_table(self, why: str, buffered: list[Delivery]) -> None:
+        log.info("%s; waiting for the service table", why)
+        self.synced = False
+        self.buffer = list(buffered)
+        self._arm_claim()
+
+    def _cancel_claim(self) -> None:
+        if self.claim_timer is not None:
+            self.claim_timer.cancel()
+
+    def _arm_claim(self) -> None:
+        """If nobody holding the table remains (every member lost quorum), the
+        lowest waiting node offers its own once the group is quorate again;
+        ordering makes everyone agree on it."""
+        self._cancel_claim()
+        self.claim_timer = threading.Timer(self.claim_after, self._claim)
+        self.claim_timer.daemon = True
+        self.claim_timer.start()
+
+    def _claim(self) -> None:
+        with self.lock:
+            if self.synced or not self.active:
+                return
+            if not self.membership.quorate:
+                # An inquorate node's table is never authoritative: a claim
+                # now would let it restart what it has just stopped.
+                log.info("no quorum: not offering this node's service table")
+                return
+            members = self.membership.members
+            if not members or min(members, key=self.order_key) != self.node:
+                return
+            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(members), "claim": True,
+                                    "table": self.table.to_json(), "time": self.last_time})
+
+    def _snapshot(self, msg: Message) -> None:
+        if self.synced or self.node not in msg.payload.get("for", ()):
+            return
+        self.table = Table.from_json(msg.payload["table"])
+        self.last_time = max(self.last_time, float(msg.payload.get("time", 0.0)))
+        if msg.payload.get("claim"):
+            self.table = claimed_table(self.table, self.membership.members, self.last_time)
+        self.synced = True
+        self._cancel_claim()
+        buffered, self.buffer = self.buffer, []
+        log.info("received the service table from %s (%d services)", msg.sender,
+                 len(self.table.services))
+        for d in buffered:
+            if isinstance(d, MembershipChange):
+                self.membership = d.membership
+                self.apply(NodesChanged(self.last_time, d.joined, d.left))
+            else:
+                self.replay(d)
+        if not buffered:
+            self.apply(NodesChanged(self.last_time))
