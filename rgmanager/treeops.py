@@ -66,6 +66,11 @@ class TreeOps:
         )
 
     def run(self, node: Node, action: str, depth: int = 0) -> OpRecord:
+        if action == "status" and not node.rule.has_action("status") \
+                and node.rule.has_action("monitor"):
+            # OCF agents from elsewhere (Pacemaker's) declare only monitor: a
+            # status check of one is its monitor, not a skipped step.
+            action = "monitor"
         if not node.rule.has_action(action):
             return OpRecord(node, action, None)  # undeclared action counts as success
         if self.noop:
