@@ -32,6 +32,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .agenthost import pool as agent_host
+from .agenthost.output import DRAIN_WINDOW, BoundedOutput, drain_forever
+from .agenthost.output import MAX_OUTPUT as MAX_OUTPUT  # the executor's limit, re-exported
 from .agenthost.procgroup import exited, group_alive, killpg, pidfd_open
 
 log = logging.getLogger(__name__)
@@ -44,14 +47,6 @@ SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: Seconds between SIGTERM and SIGKILL when a timeout is enforced.
 KILL_GRACE = 5.0
-
-#: Seconds we keep reading output after the agent itself exited.  Processes
-#: left behind in its group (a daemon started by an init script) may still
-#: hold the pipe open; we do not wait for them beyond this window.
-DRAIN_WINDOW = 0.5
-
-#: Most output kept per action (the tail is kept: errors come last).
-MAX_OUTPUT = 64 * 1024
 
 #: Upper bound on one wait when we cannot be woken by the process exiting.
 _TICK = 0.05
@@ -216,59 +211,6 @@ def build_env(req: ActionRequest) -> dict[str, str]:
     return env
 
 
-class _Output:
-    """Bounded buffer that keeps the tail of what the agent wrote."""
-
-    def __init__(self, limit: int = MAX_OUTPUT) -> None:
-        self._limit = limit
-        self._buf = bytearray()
-        self._dropped = 0
-
-    def add(self, data: bytes) -> None:
-        self._buf += data
-        # Trim only when well over the limit so trimming stays amortised O(n).
-        if len(self._buf) > 2 * self._limit:
-            cut = len(self._buf) - self._limit
-            del self._buf[:cut]
-            self._dropped += cut
-
-    def text(self) -> str:
-        if len(self._buf) > self._limit:
-            cut = len(self._buf) - self._limit
-            del self._buf[:cut]
-            self._dropped += cut
-        body = self._buf.decode("utf-8", errors="replace")
-        if self._dropped:
-            return f"[... {self._dropped} bytes of output truncated ...]\n{body}"
-        return body
-
-
-def _drain_forever(fd: int, label: str) -> None:
-    """Read and discard until EOF, in a daemon thread.
-
-    Used when processes the agent left behind (a daemon started by an init
-    script) still hold the output pipe: closing our end would kill them with
-    SIGPIPE on their next write, and waiting for EOF would block the action.
-    """
-    discarded = 0
-    try:
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except InterruptedError:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            discarded += len(data)
-    finally:
-        os.close(fd)
-        log.debug(
-            "%s: output pipe closed by leftover processes (%d bytes discarded)", label, discarded
-        )
-
-
 def _not_installed(req: ActionRequest, why: str, start: float) -> ActionResult:
     msg = f"{req.action} on {req.instance}: cannot run agent {req.agent}: {why}"
     log.error("%s", msg)
@@ -304,7 +246,7 @@ class _Supervisor:
     leader is never reaped here (see :mod:`rgmanager.agenthost.procgroup`).
     """
 
-    def __init__(self, pid: int, pipes: Mapping[int, _Output], *, timeout: float | None,
+    def __init__(self, pid: int, pipes: Mapping[int, BoundedOutput], *, timeout: float | None,
                  enforce: bool, kill_grace: float, label: str) -> None:
         self.pid = pid
         self.pipes = dict(pipes)  # fd -> buffer; an fd leaves at EOF
@@ -419,7 +361,7 @@ def _reap(proc: subprocess.Popen[bytes], sup: _Supervisor) -> int:
     """Reap the leader; hand pipes still held by leftovers to a drain thread."""
     raw_rc = proc.wait()
     for fd in sup.open_fds():
-        threading.Thread(target=_drain_forever, args=(fd, sup.label), name="executor-drain",
+        threading.Thread(target=drain_forever, args=(fd, sup.label), name="executor-drain",
                          daemon=True).start()
     return raw_rc
 
@@ -495,7 +437,7 @@ def run_program(argv: Sequence[str], *, stdin: bytes | None = None,
     if in_w is not None:
         threading.Thread(target=_feed, args=(in_w, stdin), name="executor-stdin",
                          daemon=True).start()
-    out, err = _Output(), _Output()
+    out, err = BoundedOutput(), BoundedOutput()
     sup = _Supervisor(proc.pid, {out_r: out, err_r: err}, timeout=timeout if timeout > 0 else None,
                       enforce=True, kill_grace=kill_grace, label=label)
     sup.run()
@@ -518,7 +460,51 @@ def run_action(req: ActionRequest, *, kill_grace: float = KILL_GRACE) -> ActionR
         return _not_installed(req, "no such file", start)
     if not os.access(agent, os.X_OK):
         return _not_installed(req, "not executable", start)
+    module = agent_host.builtin_module(agent) if agent_host.enabled() else None
+    if module is not None:
+        try:
+            return _run_in_host(req, agent, module, kill_grace, start)
+        except OSError as exc:  # no worker could be started: the agent still runs
+            log.warning("agent host unavailable (%s); running %s as a process", exc, agent)
     return _run_process(req, agent, kill_grace, start)
+
+
+_host_lock = threading.Lock()
+_host: agent_host.Pool | None = None
+
+
+def host_pool() -> agent_host.Pool:
+    """The agent host serving our own agents (started on first use)."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = agent_host.Pool(env=base_env())
+        return _host
+
+
+def close_host_pool() -> None:
+    """End the host's idle workers (tests, shutdown); the next call starts new ones."""
+    global _host
+    with _host_lock:
+        pool, _host = _host, None
+    if pool is not None:
+        pool.close()
+
+
+def _run_in_host(req: ActionRequest, agent: str, module: str, kill_grace: float,
+                 start: float) -> ActionResult:
+    """One of our agents, in a persistent worker: same argv, environment and
+    guarantees as a process, without starting an interpreter per action."""
+    label = f"{req.action} on {req.instance}"
+    log.debug("%s: %s in the agent host (parameters: %s)", label, module,
+              ", ".join(sorted(req.params)) or "-")
+    call = agent_host.HostCall(module=module, argv=[agent, req.action, *req.extra_args],
+                               env=build_env(req), merge_stderr=req.merge_stderr)
+    timeout = req.timeout if req.timeout and req.timeout > 0 else None
+    got = host_pool().run(call, timeout=timeout, enforce=req.enforce_timeout,
+                          kill_grace=kill_grace, label=label)
+    return _finish(req, label, got.raw_rc, got.timed_out or got.crashed, got.output, start,
+                   timed_out=got.timed_out)
 
 
 def _run_process(req: ActionRequest, agent: str, kill_grace: float,
@@ -550,7 +536,7 @@ def _run_process(req: ActionRequest, agent: str, kill_grace: float,
     finally:
         os.close(write_fd)
 
-    output = _Output()
+    output = BoundedOutput()
     timeout = req.timeout if req.timeout and req.timeout > 0 else None
     sup = _Supervisor(proc.pid, {read_fd: output}, timeout=timeout,
                       enforce=req.enforce_timeout, kill_grace=kill_grace, label=label)
@@ -561,11 +547,15 @@ def _run_process(req: ActionRequest, agent: str, kill_grace: float,
     return _finish(req, label, raw_rc, sup.timed_out, output.text(), start)
 
 
-def _finish(req: ActionRequest, label: str, raw_rc: int, timed_out: bool, text: str,
-            start: float) -> ActionResult:
-    """The caller's view of a finished run: OCF code, logged with its output."""
+def _finish(req: ActionRequest, label: str, raw_rc: int, failed: bool, text: str,
+            start: float, *, timed_out: bool | None = None) -> ActionResult:
+    """The caller's view of a finished run: OCF code, logged with its output.
+
+    *failed* (timed out, or the host worker crashed) and death by a signal
+    are generic errors whatever the raw code says."""
+    timed_out = failed if timed_out is None else timed_out
     duration = time.monotonic() - start
-    if timed_out or raw_rc < 0:
+    if failed or raw_rc < 0:
         rc = int(OcfRc.ERR_GENERIC)
     elif req.lsb:
         rc = lsb_to_ocf(req.action, raw_rc)

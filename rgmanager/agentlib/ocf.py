@@ -254,8 +254,11 @@ def run(spec: AgentSpec, handlers: Mapping[str, Handler], argv: Sequence[str] | 
     """Dispatch one OCF action and return its exit code (never raises)."""
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
+    # force: in the agent host one process runs many agents; each call gets a
+    # fresh handler (this agent's name, this call's stderr, its own redaction).
     logging.basicConfig(level=logging.DEBUG if environ.get("OCF_TRACE") else logging.INFO,
-                        format=f"{spec.name}: %(levelname)s: %(message)s", stream=sys.stderr)
+                        format=f"{spec.name}: %(levelname)s: %(message)s", stream=sys.stderr,
+                        force=True)
     # Nothing this agent logs (its messages, errors, programs' output) may show a
     # credential from its parameters, e.g. netfs options="...,password=...".
     redact.install(redact.params_secrets(
