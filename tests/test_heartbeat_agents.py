@@ -1,5 +1,8 @@
 """Pacemaker's heartbeat OCF agents, named and ordered, in a service of the real daemon.
 
+First the rules in-process (an agent without a primary parameter accepts an
+optional, unique ``name``), then the real agents, when installed.
+
 ``symlink`` makes ``link -> real``; the ``Dummy`` after it keeps its state
 file *through* the link, so it can only start once the link exists, and its
 stop only removes the file if it runs before the link's: the files left
@@ -17,13 +20,21 @@ from pathlib import Path
 
 import pytest
 
+from rgmanager.agents.discovery import RuleSet
+from rgmanager.agents.rules import parse_metadata
+from rgmanager.errors import ConfigError
+from rgmanager.loader import Loaded, load
+from rgmanager.treeops import TreeOps
+
+from .conftest import HEADER
 from .manager_helpers import wait_for
+from .seed_rules import SEED
 from .test_daemon import Daemon
 
 HEARTBEAT = Path("/usr/lib/ocf/resource.d/heartbeat")
 NEEDED = ("Dummy", "symlink")
 
-pytestmark = pytest.mark.skipif(
+needs_heartbeat = pytest.mark.skipif(
     not all((HEARTBEAT / a).is_file() for a in NEEDED),
     reason=f"heartbeat OCF agents {NEEDED} not installed in {HEARTBEAT} "
            "(Debian package resource-agents)")
@@ -49,6 +60,7 @@ def body(tmp: Path, policy: str = 'recovery="restart"') -> str:
             '</service>')
 
 
+@needs_heartbeat
 def test_named_heartbeat_agents_start_status_reload_stop(daemon: Daemon) -> None:
     d, tmp = daemon, daemon.tmp
     (tmp / "real").mkdir()
@@ -83,6 +95,7 @@ def test_named_heartbeat_agents_start_status_reload_stop(daemon: Daemon) -> None
     assert not data.exists() and not other.exists()
 
 
+@needs_heartbeat
 def test_rg_test_status_of_a_named_heartbeat_resource_runs_its_monitor(tmp_path: Path) -> None:
     """rg_test finds a heartbeat resource by its name; its status check is the agent's
     monitor (Pacemaker agents declare no status action), not a skipped step."""
@@ -104,3 +117,55 @@ def test_rg_test_status_of_a_named_heartbeat_resource_runs_its_monitor(tmp_path:
         r = d.cli("rg_test", "test", conf, "stop", "service", "web")
     assert r.returncode == 0, r.stdout + r.stderr
     assert not (tmp_path / "link").is_symlink() and not (tmp_path / "real" / "data.state").exists()
+
+
+# -- in-process: the implied name, on an agent made for the test ------------------------
+BLOB_XML = """<?xml version="1.0"?>
+<resource-agent name="Blob" version="1.0">
+  <parameters>
+    <parameter name="state" unique="1"><content type="string" default="/run/Blob-X"/></parameter>
+    <parameter name="size"><content type="integer" default="1"/></parameter>
+  </parameters>
+  <actions><action name="start" timeout="5"/><action name="stop" timeout="5"/>
+    <action name="monitor" timeout="5" interval="10"/></actions>
+</resource-agent>
+"""
+RULES = RuleSet.from_rules([*SEED, parse_metadata(BLOB_XML, "/nonexistent/Blob", "/")])
+
+
+def load_rm(tmp_path: Path, rm: str) -> Loaded:
+    path = tmp_path / "cluster.conf"
+    path.write_text(HEADER + f"<rm>{rm}</rm></cluster>\n")
+    return load(path, RULES)
+
+
+def test_primaryless_agent_gets_an_optional_unique_name() -> None:
+    blob = RULES["Blob"]
+    assert blob.primary is not None and blob.primary.name == "name" and blob.primary.implied
+    assert not blob.primary.required and blob.params[0] is blob.primary
+    assert RULES["script"].primary is not None and not RULES["script"].primary.implied
+
+
+def test_named_blob_is_referenced_and_instance_is_its_name(tmp_path: Path) -> None:
+    loaded = load_rm(tmp_path, '<resources><Blob name="a" size="2"/></resources>'
+                     '<service name="web"><Blob ref="a"/><Blob/><Blob/></service>')
+    a = loaded.forest.find("Blob", "a")
+    assert len(a) == 1 and a[0].path == "service:web/Blob:a"
+    req = TreeOps(noop=True).request(a[0], "start")
+    assert req.instance == "Blob:a"
+    # the agent never declared "name"; a unique parameter's default is its own to apply
+    assert req.params == {"size": "2"}
+    unnamed = [n for n in loaded.forest.services[0].children if n.name == "Blob:"]
+    assert len(unnamed) == 2
+
+
+def test_two_blobs_with_one_name_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_rm(tmp_path, '<service name="web"><Blob name="a"/><Blob name="a"/></service>')
+    assert "E_DUPLICATE" in str(err.value) and "Blob:a" in str(err.value)
+
+
+def test_ref_to_unknown_blob_is_located(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_rm(tmp_path, '<service name="web"><Blob ref="nosuch"/></service>')
+    assert "E_UNKNOWN_REF" in str(err.value)
