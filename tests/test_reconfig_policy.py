@@ -19,6 +19,7 @@ from rgmanager.agents.discovery import load_rules
 from rgmanager.cluster.local import LocalCluster
 from rgmanager.loader import load
 from rgmanager.manager import Manager
+from rgmanager.status_view import ServiceView
 
 from .manager_helpers import cluster_conf, script, starts, wait_for, write_lsb
 
@@ -69,7 +70,7 @@ def running(tmp_path: Path, state_dir: Path) -> Iterator[tuple[Manager, Path, Pa
         m.shutdown(stop_services=True)
 
 
-def web(m: Manager) -> dict:  # type: ignore[type-arg]
+def web(m: Manager) -> ServiceView:
     return next(s for s in m.status()["services"] if s["name"] == "service:web")
 
 
