@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from rgmanager.agents.discovery import RuleSet, default_agent_dirs, load_rules
 from rgmanager.cli import rg_test as rg_test_cli
-from rgmanager.errors import EXIT_ERRORS, EXIT_WARNINGS
+from rgmanager.config.model import redact, redact_value
+from rgmanager.errors import EXIT_ERRORS, EXIT_WARNINGS, ConfigError
+from rgmanager.loader import load
 
 from .test_rg_test_cli import CONF
 
@@ -239,3 +242,111 @@ def test_unexpected_exception_as_a_process(conf: Path, tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     assert r.stderr.splitlines()[-1] == "rg_test delta: internal error: KeyError: 'x'"
     assert os.path.exists(conf)
+
+
+# ------------------------------------------- fragments (rgmanager's test files)
+
+FRAGMENTS = REPO / "tests" / "scenarios" / "fragments"
+# fragment -> (service, what the warning says is missing, resources in start order)
+FRAGMENT_CASES = {
+    "test01-script.conf": ("test1", "name, config_version and clusternodes",
+                           ["service:test1", "script:true-init"]),
+    "test02-nested.conf": ("test2", "name, config_version and clusternodes",
+                           ["service:test2", "script:outer", "script:inner", "script:side"]),
+    "test03-domain.conf": ("test3", "name, config_version and clusternodes",
+                           ["service:test3", "script:one", "script:two"]),
+    "test04-named.conf": ("test4", "clusternodes", ["service:test4", "script:solo"]),
+}
+
+
+def test_every_fragment_is_covered() -> None:
+    assert sorted(p.name for p in FRAGMENTS.glob("*.conf")) == sorted(FRAGMENT_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(FRAGMENT_CASES))
+def test_fragment_is_a_warning_naming_what_is_missing(name: str, tmp_path: Path) -> None:
+    _, missing, _ = FRAGMENT_CASES[name]
+    r = rg_test("test", str(FRAGMENTS / name), cache=tmp_path)
+    assert r.returncode == EXIT_WARNINGS, r.stderr
+    assert f"<cluster> has no {missing}: read as a configuration fragment" in r.stderr
+    assert "[W_FRAGMENT]" in r.stderr and "error" not in r.stderr
+    assert "=== Resource Tree ===" in r.stdout
+
+
+@pytest.mark.parametrize("name", sorted(FRAGMENT_CASES))
+def test_fragment_services_start_and_stop(name: str, tmp_path: Path) -> None:
+    service, _, order = FRAGMENT_CASES[name]
+    conf = str(FRAGMENTS / name)
+    for op, want in (("start", order), ("stop", order[::-1])):
+        r = rg_test("--json", "test", conf, op, "service", service, cache=tmp_path)
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)  # --json: stdout is the JSON document alone
+        assert data["ok"] is True
+        assert [s["resource"] for s in data["steps"]] == want
+        assert {s["rc"] for s in data["steps"]} == {0}
+    r = rg_test("test", conf, "start", "service", service, cache=tmp_path)
+    assert r.stdout.splitlines() == [f"Starting {service}...", f"Start of {service} complete"]
+
+
+def test_the_daemon_still_requires_a_complete_cluster(rules: RuleSet) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(FRAGMENTS / "test01-script.conf", rules)
+    messages = [r.message for r in err.value.reports]
+    assert any("'name'" in m for m in messages)
+    assert any("'config_version'" in m for m in messages)
+    assert any("<clusternodes>" in m for m in messages)
+    loaded = load(FRAGMENTS / "test01-script.conf", rules, allow_fragment=True)
+    assert not loaded.config.complete and loaded.config.nodes == ()
+    assert [r.code for r in loaded.reports] == ["W_FRAGMENT"]
+
+
+def test_help_says_what_exit_1_means(tmp_path: Path) -> None:
+    r = rg_test("-h", cache=tmp_path)
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "1 the configuration loaded with warnings, e.g. a fragment" in text
+    assert "without name, config_version or clusternodes" in text
+
+
+# ------------------------------------------------------- secrets stay hidden
+
+SECRET_CONF = """<?xml version="1.0"?>
+<cluster name="c" config_version="1">
+  <clusternodes><clusternode name="node1" nodeid="1"/></clusternodes>
+  <rm>
+    <service name="files">
+      <netfs name="share" host="srv" export="/x" mountpoint="/mnt/share" fstype="cifs"
+             options="username=bob,password={secret},vers=3.0"/>
+    </service>
+  </rm>
+</cluster>
+"""
+
+
+def test_rg_test_never_prints_a_password(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.conf", tmp_path / "two.conf"
+    one.write_text(SECRET_CONF.format(secret="hunter22"))
+    two.write_text(SECRET_CONF.format(secret="hunter33"))
+    runs = [["test", str(one)], ["--json", "test", str(one)],
+            ["delta", str(one), str(two)], ["--json", "delta", str(one), str(two)],
+            ["noop", str(one), "start", "service", "files"]]
+    for argv in runs:
+        r = rg_test(*argv, cache=tmp_path)
+        out = r.stdout + r.stderr
+        assert r.returncode in (0, EXIT_WARNINGS), (argv, r.stderr)
+        assert "hunter" not in out, argv
+        if argv[-2:] != ["service", "files"]:
+            assert "password=********" in out, argv
+    assert "username=bob" in rg_test("test", str(one), cache=tmp_path).stdout
+
+
+def test_config_model_repr_hides_secrets(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RGMANAGER_CACHE_DIR", str(tmp_path))
+    conf = tmp_path / "c.conf"
+    conf.write_text(SECRET_CONF.format(secret="hunter22"))
+    loaded = load(conf, load_rules(default_agent_dirs([])))
+    assert "hunter22" not in repr(loaded.config)
+    assert redact_value("passwd", "x") == "********"
+    assert redact({"options": "pass=abc,ro", "name": "a=b"}) == {"options": "pass=********,ro",
+                                                                 "name": "a=b"}

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ..agents.discovery import RuleSet, default_agent_dirs, load_rules
@@ -236,30 +236,32 @@ def cmd_op(args: argparse.Namespace, rules: RuleSet, loaded: Loaded) -> int:
         return EXIT_OP_FAILED
     ops = TreeOps(enforce_timeouts=loaded.config.rm.enforce_timeouts)
     name = args.name
+    # rgmanager's progress lines; with --json stdout carries the JSON document only.
+    say: Callable[[str], object] = (lambda _line: None) if args.json else print
     records = []
     ok = True
     if args.op == "start":
-        print(f"Starting {name}...")
+        say(f"Starting {name}...")
         for tree_node in targets:
             res = ops.start(tree_node)
             records += res.records
             ok = ok and res.ok
-        print(f"Start of {name} complete" if ok else f"Failed to start {name}")
+        say(f"Start of {name} complete" if ok else f"Failed to start {name}")
     elif args.op == "stop":
-        print(f"Stopping {name}...")
+        say(f"Stopping {name}...")
         for tree_node in targets:
             res = ops.stop(tree_node)
             records += res.records
             ok = ok and res.ok
         if ok:
-            print(f"Stop of {name} complete")
+            say(f"Stop of {name} complete")
     else:
-        print(f"Checking status of {name}...")
+        say(f"Checking status of {name}...")
         for tree_node in targets:
             res = ops.status(tree_node, args.depth)
             records += res.records
             ok = ok and res.ok
-        print(f"Status of {name} is good" if ok else f"Status check of {name} failed")
+        say(f"Status of {name} is good" if ok else f"Status check of {name} failed")
     if args.json:
         dump_json({"resource": f"{args.type}:{name}", "operation": args.op, "ok": ok,
                    "steps": [{"op": r.action, "resource": r.node.name,

@@ -521,7 +521,9 @@ def load_config(path: str | Path, rules: RuleSet, *, allow_fragment: bool = Fals
         raise ConfigError(r.reports)
     missing = _complete_fragment(root) if allow_fragment else []
     if missing:
-        r.warning("W_FRAGMENT", f"no {', '.join(missing)}: read as a configuration fragment "
+        parts = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1
+                             else missing)
+        r.warning("W_FRAGMENT", f"<cluster> has no {parts}: read as a configuration fragment "
                   "(rg_test tries its resources; the daemon needs a complete <cluster>)",
                   reader.src(root))
     resource_els = check_structure(path, root, r)
