@@ -189,6 +189,12 @@ class Manager:
         self.replica.claim_after = seconds
 
     @property
+    def held_for(self) -> int | None:
+        """The config version the cluster switched to and this node waits for
+        (its deliveries are held meanwhile), or None."""
+        return self._held_for
+
+    @property
     def claim_timer(self) -> threading.Timer | None:
         return self.replica.claim_timer
 

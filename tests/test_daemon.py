@@ -81,21 +81,35 @@ def body(d: Daemon, db_extra: str = "") -> str:
             f'</service><service name="db">{script("db", d.lsb)}{db_extra}</service>')
 
 
-def test_daemon_end_to_end(daemon: Daemon) -> None:
+@pytest.fixture
+def running(daemon: Daemon) -> Daemon:
+    """The daemon on ``body``, with both services started."""
     d = daemon
-    r = d.cli("clustat")
-    assert r.returncode == 1 and "Could not connect to resource group manager" in r.stderr
     d.write(body(d))
     d.start()
     assert wait_for(lambda: d.state_of("service:web") == "started"
                     and d.state_of("service:db") == "started"), d.logtext()
+    return d
+
+
+def test_clustat_without_a_daemon(daemon: Daemon) -> None:
+    d = daemon
+    r = d.cli("clustat")
+    assert r.returncode == 1 and "Could not connect to resource group manager" in r.stderr
+
+
+def test_daemon_starts_services_and_clustat_shows_them(running: Daemon) -> None:
+    d = running
     assert oct(d.sock.stat().st_mode & 0o777) == "0o600"
     text = d.cli("clustat").stdout
     assert "Member Status: Quorate" in text
     assert any(line.split()[:3] == ["service:web", "node1", "started"]
                for line in text.splitlines()), text
 
-    # a non-critical part dies: the service stays started, partial, shown in clustat -l
+
+def test_non_critical_part_dies_service_partial_then_convalesce(running: Daemon) -> None:
+    """A non-critical part dies: the service stays started, partial, shown in clustat -l."""
+    d = running
     (d.state / "extra.on").unlink()
     assert wait_for(lambda: d.services()["service:web"]["partial"]), d.logtext()
     long = d.cli("clustat", "-l", "-s", "web")
@@ -106,7 +120,9 @@ def test_daemon_end_to_end(daemon: Daemon) -> None:
     assert wait_for(lambda: not d.services()["service:web"]["partial"])
     assert (d.state / "extra.on").exists()
 
-    # user requests and their messages
+
+def test_user_requests_and_their_messages(running: Daemon) -> None:
+    d = running
     r = d.cli("clusvcadm", "-d", "db")
     assert r.returncode == 0 and "disabling service:db" in r.stdout
     assert d.state_of("service:db") == "disabled" and not (d.state / "db.on").exists()
@@ -123,7 +139,9 @@ def test_daemon_end_to_end(daemon: Daemon) -> None:
     r = d.cli("clusvcadm", "-r", "db", "-m", "node7")
     assert r.returncode == 1 and "'node7' not in membership list" in r.stderr
 
-    # reload: only the changed service restarts
+
+def test_reload_restarts_only_the_changed_service(running: Daemon) -> None:
+    d = running
     web_starts = starts(d.state, "base")
     db_starts = starts(d.state, "db")
     d.write(body(d, db_extra=script("db2", d.lsb)), version=2)
@@ -133,16 +151,34 @@ def test_daemon_end_to_end(daemon: Daemon) -> None:
     assert starts(d.state, "base") == web_starts
     assert starts(d.state, "db") == db_starts  # db itself unchanged: only db2 started
 
-    # a rejected configuration changes nothing
+
+def test_rejected_configuration_changes_nothing(daemon: Daemon) -> None:
+    d = daemon
+    d.write(body(d, db_extra=script("db2", d.lsb)), version=2)
+    d.start()
+    assert wait_for(lambda: d.state_of("service:db") == "started"
+                    and (d.state / "db2.on").exists()), d.logtext()
     d.conf.write_text(d.conf.read_text().replace('config_version="2"', 'config_version="3"')
                       .replace("<service name=\"db\">", "<service name=\"db\" bogus=\"1\">"))
     assert wait_for(lambda: "reload rejected" in d.logtext(), timeout=20), d.logtext()
     assert d.state_of("service:db") == "started" and (d.state / "db2.on").exists()
 
-    # SIGTERM stops every service in order and exits 0
+
+def test_sigterm_stops_every_service_and_exits_0(running: Daemon) -> None:
+    d = running
     assert d.stop() == 0
     assert not any(d.state.glob("*.on"))
     assert "rgmanager stopped" in d.logtext()
+
+
+def test_unknown_backend_is_refused_by_the_command_line(daemon: Daemon) -> None:
+    d = daemon
+    d.write(body(d))
+    r = subprocess.run([sys.executable, "-m", "rgmanager.cli.daemon_main", "-c", str(d.conf),
+                        "--backend", "sim"], env=d.env, capture_output=True, text=True,
+                       timeout=60, cwd=REPO)
+    assert r.returncode == 2 and "invalid choice: 'sim'" in r.stderr
+    assert "'local', 'corosync'" in r.stderr
 
 
 def test_demo_config_starts_demo_service(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ sim backend is the legitimate stand-in for several hosts in one process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ import pytest
 from rgmanager.agents.discovery import load_rules
 from rgmanager.cluster.sim import SimNetwork
 from rgmanager.loader import Loaded, load
-from rgmanager.manager import Manager
+from rgmanager.manager import Manager, ReloadRefused
+from rgmanager.planner import Reply
 from rgmanager.planner.invariants import check_table
 
 from .manager_helpers import cluster_conf, script, starts, wait_for, write_lsb
@@ -64,8 +66,8 @@ class Cluster3:
         service really runs on two live nodes."""
         groups: dict[tuple[str, ...], dict[str, object]] = {}
         for name, m in self.managers.items():
-            if not m.synced:
-                continue
+            if not m.synced or m.held_for is not None:
+                continue  # waiting for the table or a config version: behind by design
             bad = check_table(m.model, m.table, m.membership)
             assert not bad, f"{name}: {bad}"
             groups.setdefault(m.membership.members, {})[name] = m.table.to_json()["services"]
@@ -79,9 +81,8 @@ class Cluster3:
 
     def crash(self, node: str) -> None:
         m = self.managers.pop(node)
-        m.running = False
         self.net.crash(node)
-        m.pool.shutdown(wait=True)
+        m.kill()
         for on in self.dir(node).glob("*.on"):
             on.unlink()  # a crashed machine runs nothing
         self.settle()
@@ -109,24 +110,29 @@ class Cluster3:
 
     def close(self) -> None:
         for m in self.managers.values():
-            m.running = False
-            m.pool.shutdown(wait=True)
+            m.kill()
         self.net.close()
 
 
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[object]:
-    lsb = write_lsb(tmp_path)
-    made: list[Cluster3] = []
+class Make:
+    """Builds three-node clusters in one test directory (the ``make`` fixture)."""
 
-    def build(services: str, votes: dict[str, int] | None = None) -> Cluster3:
-        c = Cluster3(tmp_path, services.replace("LSB", str(lsb)), votes)
-        made.append(c)
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.lsb = write_lsb(tmp)
+        self.made: list[Cluster3] = []
+
+    def __call__(self, services: str, votes: dict[str, int] | None = None) -> Cluster3:
+        c = Cluster3(self.tmp, services.replace("LSB", str(self.lsb)), votes)
+        self.made.append(c)
         return c
 
-    build.lsb = lsb  # type: ignore[attr-defined]
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Make]:
+    build = Make(tmp_path)
     yield build
-    for c in made:
+    for c in build.made:
         c.close()
 
 
@@ -142,7 +148,7 @@ DOMAIN = """<failoverdomains>
 </failoverdomains>"""
 
 
-def test_all_managers_agree_and_failover_on_node_down(make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_all_managers_agree_and_failover_on_node_down(make: Make, tmp_path: Path) -> None:
     c = make(svc("web", make.lsb))
     tables = {n: c.table(n) for n in NODES}
     assert tables["node1"] == tables["node2"] == tables["node3"]
@@ -153,7 +159,7 @@ def test_all_managers_agree_and_failover_on_node_down(make, tmp_path: Path) -> N
     assert "node2" in c.running_on("web")
 
 
-def test_max_restarts_then_relocate(make) -> None:  # type: ignore[no-untyped-def]
+def test_max_restarts_then_relocate(make: Make) -> None:
     c = make(svc("web", make.lsb, 'recovery="restart" max_restarts="2" '
                  'restart_expire_time="300"'))
     assert c.table()["service:web"] == ("started", "node1")
@@ -167,13 +173,13 @@ def test_max_restarts_then_relocate(make) -> None:  # type: ignore[no-untyped-de
     assert (c.dir("node1") / "web.log").read_text().split()[-1] == "stop"
 
 
-def test_relocate_policy_moves_to_next_node(make) -> None:  # type: ignore[no-untyped-def]
+def test_relocate_policy_moves_to_next_node(make: Make) -> None:
     c = make(svc("web", make.lsb, 'recovery="relocate"'))
     c.fail("service:web")
     assert c.table()["service:web"] == ("started", "node2")
 
 
-def test_ordered_domain_failover_and_failback(make) -> None:  # type: ignore[no-untyped-def]
+def test_ordered_domain_failover_and_failback(make: Make) -> None:
     c = make(DOMAIN.format(restricted=0, nofailback=0) + svc("web", make.lsb, 'domain="d"'))
     assert c.table()["service:web"] == ("started", "node3")
     c.crash("node3")
@@ -184,7 +190,7 @@ def test_ordered_domain_failover_and_failback(make) -> None:  # type: ignore[no-
     assert c.table("node3") == c.table("node1")
 
 
-def test_nofailback_stays_put(make) -> None:  # type: ignore[no-untyped-def]
+def test_nofailback_stays_put(make: Make) -> None:
     c = make(DOMAIN.format(restricted=0, nofailback=1) + svc("web", make.lsb, 'domain="d"'))
     c.crash("node3")
     assert c.table()["service:web"] == ("started", "node2")
@@ -196,7 +202,7 @@ def test_nofailback_stays_put(make) -> None:  # type: ignore[no-untyped-def]
 HEAVY = {"node1": 3, "node2": 1, "node3": 1}
 
 
-def test_restricted_domain_without_members_stays_stopped(make) -> None:  # type: ignore[no-untyped-def]
+def test_restricted_domain_without_members_stays_stopped(make: Make) -> None:
     c = make(DOMAIN.format(restricted=1, nofailback=0) + svc("web", make.lsb, 'domain="d"'),
              HEAVY)
     c.crash("node3")
@@ -208,7 +214,7 @@ def test_restricted_domain_without_members_stays_stopped(make) -> None:  # type:
     assert c.table()["service:web"] == ("started", "node2")
 
 
-def test_unrestricted_domain_uses_outsider_when_members_are_down(make) -> None:  # type: ignore[no-untyped-def]
+def test_unrestricted_domain_uses_outsider_when_members_are_down(make: Make) -> None:
     c = make(DOMAIN.format(restricted=0, nofailback=0) + svc("web", make.lsb, 'domain="d"'),
              HEAVY)
     c.crash("node3")
@@ -216,7 +222,7 @@ def test_unrestricted_domain_uses_outsider_when_members_are_down(make) -> None: 
     assert c.table()["service:web"] == ("started", "node1")
 
 
-def test_relocate_request_and_exclusive(make) -> None:  # type: ignore[no-untyped-def]
+def test_relocate_request_and_exclusive(make: Make) -> None:
     c = make(svc("web", make.lsb) + svc("solo", make.lsb, 'exclusive="1"'))
     t = c.table()
     # solo (placed first, by name) takes node1; web may not share its node
@@ -224,13 +230,13 @@ def test_relocate_request_and_exclusive(make) -> None:  # type: ignore[no-untype
     assert t["service:web"] == ("started", "node2")
     m = c.managers["node1"]
     import threading
-    box: list[object] = []
+    box: list[Reply] = []
     th = threading.Thread(target=lambda: box.append(m.request("relocate", "web", "node3")))
     th.start()
     while th.is_alive():
         c.settle()
         th.join(0.05)
-    assert box[0].code == 0  # type: ignore[attr-defined]
+    assert box[0].code == 0
     assert c.table()["service:web"] == ("started", "node3")
     assert c.running_on("web") == ["node3"]
     box.clear()
@@ -240,10 +246,10 @@ def test_relocate_request_and_exclusive(make) -> None:  # type: ignore[no-untype
         c.settle()
         th.join(0.05)
     # node1 runs the exclusive service: refused with EDEPEND (docs/rgmanager.md §5)
-    assert box[0].code == -7  # type: ignore[attr-defined]
+    assert box[0].code == -7
 
 
-def test_partition_minority_loses_quorum_and_stops(make) -> None:  # type: ignore[no-untyped-def]
+def test_partition_minority_loses_quorum_and_stops(make: Make) -> None:
     c = make(svc("web", make.lsb))
     assert c.running_on("web") == ["node1"]
     c.net.partition(["node1"], ["node2", "node3"])
@@ -253,7 +259,7 @@ def test_partition_minority_loses_quorum_and_stops(make) -> None:  # type: ignor
     assert "node1" not in c.running_on("web")  # emergency stop on quorum loss
 
 
-def test_partition_heal_converges(make) -> None:  # type: ignore[no-untyped-def]
+def test_partition_heal_converges(make: Make) -> None:
     c = make(svc("web", make.lsb) + svc("db", make.lsb))
     c.net.partition(["node1"], ["node2", "node3"])
     c.settle()
@@ -267,7 +273,7 @@ def test_partition_heal_converges(make) -> None:  # type: ignore[no-untyped-def]
         assert c.running_on(name) == [tables[0][f"service:{name}"][1]]
 
 
-def test_minority_never_restarts_what_it_stopped(make) -> None:  # type: ignore[no-untyped-def]
+def test_minority_never_restarts_what_it_stopped(make: Make) -> None:
     """The split brain the model checker found: node1, cut off without quorum,
     stopped web; it must not later take its own stale table for the
     cluster's (the claim timer) and restart web on a status check while
@@ -293,7 +299,7 @@ def test_minority_never_restarts_what_it_stopped(make) -> None:  # type: ignore[
     assert c.running_on("web") == ["node2"]
 
 
-def test_whole_cluster_loses_quorum_then_claims_a_clean_table(make) -> None:  # type: ignore[no-untyped-def]
+def test_whole_cluster_loses_quorum_then_claims_a_clean_table(make: Make) -> None:
     """Every member loses quorum (three singletons) and stops everything; once
     two meet again, the lowest claims its table, which says nothing runs, and
     the services are placed again, each on one node."""
@@ -314,3 +320,109 @@ def test_whole_cluster_loses_quorum_then_claims_a_clean_table(make) -> None:  # 
         assert t[f"service:{name}"][0] == "started"
         assert c.running_on(name) == [t[f"service:{name}"][1]]
         assert t[f"service:{name}"][1] in ("node2", "node3")
+
+
+def test_cluster_lost_stops_services_at_once_and_rejoins_fresh(
+        make: Make, caplog: pytest.LogCaptureFixture) -> None:
+    """corosync dies under the owner: it stops what it runs at once (CRIT), the
+    others take over; when the channel is back it rejoins as a fresh member
+    and receives the table."""
+    c = make(svc("web", make.lsb))
+    owner = c.table()["service:web"][1]
+    assert owner is not None and c.running_on("web") == [owner]
+    m = c.managers[owner]
+    with caplog.at_level("CRITICAL", logger="rgmanager.manager"):
+        c.net.lose_channel(owner)
+        c.settle()
+    assert m.wait_quiet(10)
+    assert any(r.levelname == "CRITICAL" and "lost the cluster" in r.getMessage()
+               for r in caplog.records)
+    assert owner not in c.running_on("web")
+    assert not m.synced and m.membership.members == () and not m.membership.quorate
+    others = [n for n in NODES if n != owner]
+    assert c.table(others[0])["service:web"][0] == "started"
+    assert c.running_on("web") == [c.table(others[0])["service:web"][1]]
+    c.net.restore_channel(owner)
+    c.settle()
+    assert m.synced and owner in m.membership.members
+    assert c.table(owner) == c.table(others[0])
+    assert len(c.running_on("web")) == 1
+
+
+def test_status_tells_online_from_rgmanager(make: Make) -> None:
+    """A node whose rgmanager left is online but not rgmanager; a node whose
+    channel is gone is neither (clustat's Online and rgmanager columns)."""
+    c = make(svc("web", make.lsb))
+    c.managers.pop("node3").shutdown(stop_services=True)
+    c.settle()
+    c.net.lose_channel("node2")
+    c.settle()
+    members = {n["name"]: n for n in c.managers["node1"].status()["members"]}
+    assert (members["node3"]["online"], members["node3"]["rgmanager"]) == (True, False)
+    assert (members["node2"]["online"], members["node2"]["rgmanager"]) == (False, False)
+    assert (members["node1"]["online"], members["node1"]["rgmanager"]) == (True, True)
+    assert members["node1"]["local"] and not members["node3"]["local"]
+
+
+def _in_thread(c: Cluster3, fn: Callable[[], object]) -> list[object]:
+    """Run a blocking call on a thread while the cluster keeps delivering."""
+    box: list[object] = []
+
+    def run() -> None:
+        try:
+            box.append(fn())
+        except Exception as err:  # handed to the test
+            box.append(err)
+
+    th = threading.Thread(target=run)
+    th.start()
+    while th.is_alive():
+        c.settle()
+        th.join(0.05)
+    c.settle()
+    return box
+
+
+def test_reload_switches_every_node_at_the_delivery(make: Make, tmp_path: Path) -> None:
+    """Node1 loads config 2 and broadcasts it; the others have not loaded it
+    yet: they hold their deliveries (planning nothing under another model)
+    and ask for their file; once they have it they switch at the held point.
+    Then every node runs version 2 and agrees; the added service runs once."""
+    c = make(svc("web", make.lsb))
+    conf2 = tmp_path / "cluster2.conf"
+    conf2.write_text(cluster_conf(svc("web", make.lsb) + svc("extra", make.lsb), nodes=3)
+                     .replace('config_version="1"', 'config_version="2"'))
+    needed: dict[str, int] = {}
+    for name, m in c.managers.items():
+        m.on_config_needed = lambda v, name=name: needed.setdefault(name, v)
+    done = _in_thread(c, lambda: c.managers["node1"].reload(load(conf2, RULES)))
+    assert isinstance(done[0], list) and "added service:extra" in done[0]
+    assert needed == {"node2": 2, "node3": 2}
+    assert [c.managers[n].held_for for n in NODES] == [None, 2, 2]
+    assert c.managers["node2"].status()["cluster"]["config_version"] == 1
+    for n in ("node2", "node3"):
+        _in_thread(c, lambda n=n: c.managers[n].reload(load(conf2, RULES)))  # type: ignore[misc]
+    assert [c.managers[n].held_for for n in NODES] == [None, None, None]
+    assert {c.managers[n].status()["cluster"]["config_version"] for n in NODES} == {2}
+    tables = [c.table(n) for n in NODES]
+    assert tables[0] == tables[1] == tables[2]
+    assert tables[0]["service:extra"][0] == "started"
+    assert c.running_on("extra") == [tables[0]["service:extra"][1]]
+
+
+def test_older_or_equal_config_version_is_refused(make: Make,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    c = make(svc("web", make.lsb))
+    m = c.managers["node2"]
+    assert m.reload(c.loaded) == ["config_version 1 already in force"]
+    with caplog.at_level("WARNING", logger="rgmanager.manager"):
+        c.net.node("node3").broadcast({"kind": "config", "version": 1})
+        c.settle()
+    assert sum("config_version 1 from node3 refused" in r.getMessage()
+               for r in caplog.records) == 3  # logged by every member
+    assert all(c.managers[n].held_for is None for n in NODES)
+    older = c.tmp / "older.conf"
+    older.write_text((c.tmp / "cluster.conf").read_text()
+                     .replace('config_version="1"', 'config_version="0"'))
+    with pytest.raises(ReloadRefused):
+        m.reload(load(older, RULES))

@@ -1,9 +1,11 @@
 """Membership, quorum and a totally ordered broadcast channel behind one interface.
 
-Backends: ``local`` (one node, always quorate; the default), ``sim`` (many
-nodes in one process, for tests), ``corosync`` (later: libcpg/libvotequorum).
+Backends (built by name from the configuration, see ``registry``): ``local``
+(one node, always quorate; the default), ``corosync`` (libcpg and
+libvotequorum), and ``sim`` (many nodes in one process, for tests only).
+The contract they keep is written down in ``base``.
 """
 
-from .base import Cluster, Delivery, Membership, MembershipChange, Message
+from .base import Cluster, ClusterLost, Delivery, Membership, MembershipChange, Message
 
-__all__ = ["Cluster", "Delivery", "Membership", "MembershipChange", "Message"]
+__all__ = ["Cluster", "ClusterLost", "Delivery", "Membership", "MembershipChange", "Message"]
