@@ -8,7 +8,7 @@ snapshot a joining node receives.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -146,6 +146,35 @@ class ServiceState:
         return cls(**kw)
 
 
+#: States in which a service waits to be placed (the planner looks at these after every event).
+WAITING_STATES = (State.STOPPED, State.UNINITIALIZED)
+
+
+@dataclass(frozen=True)
+class TableIndex:
+    """What the planner looks up by something other than the service name,
+    kept so that a planner step costs what it changes, not the whole table."""
+
+    waiting: frozenset[str]  # in WAITING_STATES
+    queued: frozenset[str]  # with requests queued
+    occupants: Mapping[str, frozenset[str]]  # node -> services that occupy it
+
+    @classmethod
+    def of(cls, services: Iterable[ServiceState]) -> TableIndex:
+        waiting: set[str] = set()
+        queued: set[str] = set()
+        occupants: dict[str, set[str]] = {}
+        for ss in services:
+            if ss.state in WAITING_STATES:
+                waiting.add(ss.name)
+            if ss.queued:
+                queued.add(ss.name)
+            if ss.occupies is not None:
+                occupants.setdefault(ss.occupies, set()).add(ss.name)
+        return cls(frozenset(waiting), frozenset(queued),
+                   MappingProxyType({n: frozenset(v) for n, v in occupants.items()}))
+
+
 @dataclass(frozen=True)
 class Table:
     """Service name (``service:web``) -> state; immutable.
@@ -158,6 +187,18 @@ class Table:
     services: Mapping[str, ServiceState] = field(
         default_factory=lambda: MappingProxyType({}))
     members: tuple[str, ...] = ()
+    # Built on first use (or handed over by a TableDraft); never part of equality.
+    _index: TableIndex | None = field(default=None, compare=False, repr=False)
+    # The names ``only`` last fitted this table to (identity), so fitting it
+    # again to the same model is free.
+    _fitted: object = field(default=None, compare=False, repr=False)
+
+    @property
+    def index(self) -> TableIndex:
+        if self._index is None:
+            object.__setattr__(self, "_index", TableIndex.of(self.services.values()))
+        assert self._index is not None
+        return self._index
 
     def get(self, name: str) -> ServiceState:
         return self.services.get(name) or ServiceState(name)
@@ -176,10 +217,16 @@ class Table:
 
     def only(self, names: Iterable[str]) -> Table:
         """Keep the given services (adding uninitialized ones), drop the rest."""
-        return Table(MappingProxyType({n: self.get(n) for n in names}), self.members)
+        if names is self._fitted and names is not None:
+            return self
+        return Table(MappingProxyType({n: self.get(n) for n in names}), self.members,
+                     _fitted=names)
 
     def with_members(self, members: Iterable[str]) -> Table:
-        return Table(self.services, tuple(members))
+        return Table(self.services, tuple(members), self._index, self._fitted)
+
+    def edit(self) -> TableDraft:
+        return TableDraft(self)
 
     def to_json(self) -> dict[str, Any]:
         return {"services": {name: s.to_json() for name, s in sorted(self.services.items())},
@@ -193,3 +240,84 @@ class Table:
         members = tuple(data.get("members", ())) if isinstance(nested, Mapping) else ()
         return cls(MappingProxyType({k: ServiceState.from_json(v)
                                      for k, v in services.items()}), members)
+
+
+class TableDraft:
+    """A table being changed by one planner step.
+
+    ``put`` changes it in place at O(1) and keeps the :class:`TableIndex`
+    current (a node's occupant set is copied only when first changed), so a
+    step that changes k services costs O(k) plus one copy of the name ->
+    state map, not a new table per change. :meth:`freeze` hands the result
+    over as an immutable :class:`Table`; the draft is spent then.
+    """
+
+    def __init__(self, table: Table) -> None:
+        index = table.index
+        self.services: dict[str, ServiceState] = dict(table.services)
+        self.members = table.members
+        self._fitted = table._fitted
+        self._waiting = set(index.waiting)
+        self._queued = set(index.queued)
+        self._occupants: dict[str, frozenset[str] | set[str]] = dict(index.occupants)
+        self._copied: set[str] = set()  # nodes whose occupant set is this draft's own
+        self._spent = False
+
+    def get(self, name: str) -> ServiceState:
+        return self.services.get(name) or ServiceState(name)
+
+    def __iter__(self) -> Iterator[ServiceState]:
+        return iter(self.services[k] for k in sorted(self.services))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.services
+
+    @property
+    def waiting(self) -> Set[str]:
+        return self._waiting
+
+    @property
+    def queued(self) -> Set[str]:
+        return self._queued
+
+    def occupants(self, node: str) -> Set[str]:
+        return self._occupants.get(node, frozenset())
+
+    def _own(self, node: str) -> set[str]:
+        if node not in self._copied:
+            self._occupants[node] = set(self._occupants.get(node, ()))
+            self._copied.add(node)
+        owned = self._occupants[node]
+        assert isinstance(owned, set)
+        return owned
+
+    def put(self, ss: ServiceState) -> None:
+        if self._spent:
+            raise RuntimeError("TableDraft changed after freeze()")
+        old = self.services.get(ss.name)
+        if old is None and self._fitted is not None:
+            self._fitted = None  # a name the fitted set did not have
+        self.services[ss.name] = ss
+        _toggle(self._waiting, ss.name, ss.state in WAITING_STATES)
+        _toggle(self._queued, ss.name, bool(ss.queued))
+        before = old.occupies if old is not None else None
+        if before != ss.occupies:
+            if before is not None:
+                self._own(before).discard(ss.name)
+            if ss.occupies is not None:
+                self._own(ss.occupies).add(ss.name)
+
+    def freeze(self) -> Table:
+        self._spent = True
+        occupants = {n: v if isinstance(v, frozenset) else frozenset(v)
+                     for n, v in self._occupants.items() if v}
+        index = TableIndex(frozenset(self._waiting), frozenset(self._queued),
+                           MappingProxyType(occupants))
+        return Table(MappingProxyType(self.services), self.members, index, self._fitted)
+
+
+def _toggle(names: set[str], name: str, member: bool) -> None:
+    if member:
+        names.add(name)
+    else:
+        names.discard(name)

@@ -63,13 +63,14 @@ class _Planner:
     def __init__(self, model: PlanModel, table: Table, membership: Membership, now: float
                  ) -> None:
         self.model = model
-        self.table = table.only(model.services)
+        # Changed in place by this step; frozen into the plan's table at the end.
+        self.table = table.only(model.services).edit()
         self.members = tuple(membership.members)
         self.online = list(membership.members) if membership.quorate else []
         self.quorate = membership.quorate
         self.now = now
-        self.plan = Plan(self.table)
-        self.place = Placement(model, self.table, self.online)  # follows every put
+        self.plan = Plan(table)
+        self.place = Placement(model, self.table.occupants, self.online)
         self.stopped_now: set[str] = set()  # services this event brought to a stop
         # One handler per request op and per after-stop plan, each by name.
         self._handlers: dict[str, Callable[[Request, ServiceState], None]] = {
@@ -89,12 +90,10 @@ class _Planner:
 
     # -- bookkeeping -------------------------------------------------------
     def put(self, ss: ServiceState) -> None:
-        old = self.table.get(ss.name)
-        if ss.state == State.STOPPED and old.state != State.STOPPED:
+        if ss.state == State.STOPPED and self.table.get(ss.name).state != State.STOPPED:
             self.stopped_now.add(ss.name)
-        self.place.moved(old, ss)
         self.plan.changed.add(ss.name)
-        self.table = self.table.put(ss)
+        self.table.put(ss)
 
     def note(self, text: str) -> None:
         self.plan.notes.append(text)
@@ -173,9 +172,10 @@ class _Planner:
         # Whatever this event freed (a disable, a stop, a relocation away, a
         # service that is now started for its dependants) may let a waiting
         # service start: re-evaluate every one this event did not itself stop.
-        self.evaluate([s for s in self.table if s.name not in self.stopped_now and not s.held],
-                      quiet=True)
-        self.plan.table = self.table
+        waiting = (self.table.get(n) for n in sorted(self.table.waiting)
+                   if n not in self.stopped_now)
+        self.evaluate([s for s in waiting if not s.held], quiet=True)
+        self.plan.table = self.table.freeze()
 
     def nodes_changed(self, ev: NodesChanged) -> None:
         # Who joined and left is judged against the table, not the event, so
@@ -183,7 +183,7 @@ class _Planner:
         before = self.table.members
         joined = tuple(n for n in self.members if n not in before)
         left = tuple(n for n in before if n not in self.members)
-        self.table = self.table.with_members(self.members)
+        self.table.members = self.members
         for node in left:
             self.note(f"node {node} left the cluster")
         if not self.quorate:
@@ -327,8 +327,9 @@ class _Planner:
         return self.table.get(spec.depend).state == State.STARTED
 
     def dependency_stops(self) -> None:
-        for ss in list(self.table):
-            spec = self.spec(ss.name)
+        for name in self.model.with_depend:
+            ss = self.table.get(name)
+            spec = self.spec(name)
             if ss.state != State.STARTED or ss.frozen or not spec.depend or ss.request:
                 continue
             if spec.depend in self.model.services and \
@@ -349,8 +350,7 @@ class _Planner:
             self.note(f"{ss.name}: started on {ev.node}")
             if clean:  # a better node may have joined while it was starting
                 self.failback(ss, tuple(n for n in self.online if n != ev.node))
-            self.evaluate([s for s in self.table
-                           if self.spec(s.name).depend == ss.name])
+            self.evaluate([self.table.get(n) for n in self.model.dependants.get(ss.name, ())])
             return
         self.note(f"{ss.name}: failed to start on {ev.node}; stopping it there before "
                   "recovery")
@@ -541,7 +541,7 @@ class _Planner:
         """Carry out the oldest waiting request of every service that is no
         longer busy, in name order (deterministic), until each is busy again
         or has none left; without quorum they are all answered EQUORUM."""
-        for name in sorted(self.table.services):
+        for name in sorted(self.table.queued):
             while True:
                 ss = self.table.get(name)
                 if not ss.queued or (self.quorate and self.busy(ss)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 from ..agents.rules import expand_time
@@ -46,6 +47,27 @@ class PlanModel:
 
     def nodeid(self, node: str) -> int:
         return self.node_ids.get(node, 1 << 30)
+
+    # Lookups the planner makes on every event, worked out once per model.
+    @cached_property
+    def exclusive(self) -> frozenset[str]:
+        """Services that must run alone on their node."""
+        return frozenset(n for n, s in self.services.items() if s.exclusive)
+
+    @cached_property
+    def with_depend(self) -> tuple[str, ...]:
+        """Services that depend on another one, in name order."""
+        return tuple(sorted(n for n, s in self.services.items() if s.depend))
+
+    @cached_property
+    def dependants(self) -> Mapping[str, tuple[str, ...]]:
+        """Service -> the services that depend on it, in name order."""
+        out: dict[str, list[str]] = {}
+        for n in self.with_depend:
+            depend = self.services[n].depend
+            assert depend is not None
+            out.setdefault(depend, []).append(n)
+        return MappingProxyType({k: tuple(v) for k, v in out.items()})
 
     @classmethod
     def build(cls, config: ClusterConfig, forest: Forest) -> PlanModel:

@@ -7,7 +7,7 @@ domain a member without a priority ranks below every prioritised member.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence, Set
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -89,92 +89,47 @@ def score(spec: ServiceSpec, node: str, online: Collection[str], ss: ServiceStat
     return result, why
 
 
-class Occupancy:
-    """Which services occupy each node (``ServiceState.occupies``: running,
-    or failed there), and which of those are exclusive.
+#: Who occupies a node (``ServiceState.occupies``): a table's index, or a
+#: planner step's draft, which keeps it current as the step changes states.
+Occupants = Callable[[str], Set[str]]
 
-    Built once per planner step and moved along with every table change, so
-    an exclusivity check looks at one node's set instead of the whole table.
-    """
 
-    def __init__(self, model: PlanModel) -> None:
-        self._model = model
-        self._on: dict[str, set[str]] = {}
-        self._exclusive: dict[str, set[str]] = {}
-
-    @classmethod
-    def of(cls, model: PlanModel, table: Table) -> Occupancy:
-        occ = cls(model)
-        for ss in table.services.values():
-            occ.add(ss)
-        return occ
-
-    def _is_exclusive(self, name: str) -> bool:
-        spec = self._model.services.get(name)
-        return spec is not None and spec.exclusive
-
-    def add(self, ss: ServiceState) -> None:
-        node = ss.occupies
-        if node is None:
-            return
-        self._on.setdefault(node, set()).add(ss.name)
-        if self._is_exclusive(ss.name):
-            self._exclusive.setdefault(node, set()).add(ss.name)
-
-    def remove(self, ss: ServiceState) -> None:
-        node = ss.occupies
-        if node is None:
-            return
-        self._on.get(node, set()).discard(ss.name)
-        self._exclusive.get(node, set()).discard(ss.name)
-
-    def move(self, old: ServiceState, new: ServiceState) -> None:
-        """``old`` became ``new`` in the table."""
-        if old.occupies != new.occupies:
-            self.remove(old)
-            self.add(new)
-
-    def count(self, node: str) -> int:
-        return len(self._on.get(node, ()))
-
-    def conflict(self, spec: ServiceSpec, node: str) -> str | None:
-        """Why exclusivity keeps ``spec`` off ``node`` (None: it does not).
-        Names the first occupant in name order, as the table lists them."""
-        on = self._on.get(node)
-        if not on:
-            return None
-        others = on - {spec.name} if spec.name in on else on
-        if not others:
-            return None
-        if spec.exclusive:
-            return f"exclusive, node runs {min(others)}"
-        excl = self._exclusive.get(node)
-        if excl:
-            excl_others = excl - {spec.name} if spec.name in excl else excl
-            if excl_others:
-                return f"node runs exclusive {min(excl_others)}"
+def exclusive_conflict(model: PlanModel, spec: ServiceSpec, node: str, occupants: Occupants
+                       ) -> str | None:
+    """Why exclusivity keeps ``spec`` off ``node`` (None: it does not). Looks
+    at that node's occupants only; names the first in name order, as the
+    table lists them."""
+    on = occupants(node)
+    if not on:
         return None
+    if spec.exclusive:
+        others = on - {spec.name} if spec.name in on else on
+        return f"exclusive, node runs {min(others)}" if others else None
+    excl = model.exclusive
+    if not excl or on.isdisjoint(excl):
+        return None
+    small, large = (excl, on) if len(excl) < len(on) else (on, excl)
+    hits = [n for n in small if n in large and n != spec.name]
+    return f"node runs exclusive {min(hits)}" if hits else None
 
 
 class Placement:
     """Candidate nodes for services during one planner step.
 
-    The online set, the node order and the occupancy are computed once per
-    event (not per candidate), and the occupancy follows every table change
-    through :meth:`moved`, so placing N services on M nodes costs O(N x M).
+    The online set, the node order and the domains' views are worked out
+    once per event, not per candidate, and an exclusivity check looks at one
+    node's occupants (kept current by the caller), so placing N services on
+    M nodes costs O(N x M).
     """
 
-    def __init__(self, model: PlanModel, table: Table, online: Sequence[str]) -> None:
+    def __init__(self, model: PlanModel, occupants: Occupants, online: Sequence[str]) -> None:
         self.model = model
+        self.occupants = occupants
         self.online = frozenset(online)
         # Sorted by name first so that unconfigured nodes (same id) keep a fixed order.
         self.nodes = tuple(sorted(sorted(set(model.node_ids) | self.online),
                                   key=model.nodeid))
-        self.occupancy = Occupancy.of(model, table)
         self._views: dict[int, tuple[FailoverDomain, DomainView]] = {}
-
-    def moved(self, old: ServiceState, new: ServiceState) -> None:
-        self.occupancy.move(old, new)
 
     def view(self, d: FailoverDomain) -> DomainView:
         hit = self._views.get(id(d))
@@ -198,7 +153,7 @@ class Placement:
             if eligible and node in exclude:
                 eligible, why = False, why + "; excluded (already tried or current owner)"
             if eligible:
-                conflict = self.occupancy.conflict(spec, node)
+                conflict = exclusive_conflict(self.model, spec, node, self.occupants)
                 if conflict:
                     eligible, why = False, why + f"; {conflict}"
             out.append(Candidate(node, sc, eligible, why))
@@ -209,7 +164,9 @@ def candidates(model: PlanModel, spec: ServiceSpec, table: Table, online: Sequen
                exclude: Collection[str] = ()) -> list[Candidate]:
     """Every node's verdict for ``spec`` (O(table) to set up: for one-off
     questions; a planner step keeps one :class:`Placement`)."""
-    return Placement(model, table, online).candidates(spec, table.get(spec.name), exclude)
+    occupants = table.index.occupants
+    return Placement(model, lambda node: occupants.get(node, frozenset()), online).candidates(
+        spec, table.get(spec.name), exclude)
 
 
 def best(cands: Sequence[Candidate], model: PlanModel) -> Candidate | None:
