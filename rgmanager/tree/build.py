@@ -207,15 +207,14 @@ class TreeBuilder:
             else res.actions
         a = decl.attrs
         node = Node(res, parent, decl.source, actions)
-        ist = a.get("__independent_subtree", "0").strip().lower()
+        # The flags are parsed once, by the config parser (decl.independent ...).
         if parent is not None:
-            node.noncritical = ist in ("2", "non-critical")
-            node.independent = node.noncritical or ist in ("1", "yes")
-        elif ist not in ("0", "no"):
+            node.noncritical = decl.noncritical
+            node.independent = decl.independent
+        elif decl.independent:
             self.r.warning("W_TOPLEVEL_INDEPENDENT", "__independent_subtree on a top-level "
                            "resource has no effect", decl.source)
-        node.enforce_timeouts = a.get("__enforce_timeouts", "0").strip().lower() in (
-            "1", "yes", "true", "on")
+        node.enforce_timeouts = decl.enforce_timeouts
         if node.independent:
             node.max_restarts = _flag_int(a, "__max_restarts")
             node.restart_expire_time = expand_time(a.get("__restart_expire_time"))
