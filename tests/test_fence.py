@@ -564,3 +564,37 @@ def test_fence_netns_switches_a_namespace_node_off(load, tmp_path: Path, fencers
             p.kill()
             p.wait()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _agent(path: str, text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([path], input=text, text=True, capture_output=True, timeout=30)
+
+
+def test_test_agents_answer_the_standard_actions(tmp_path: Path) -> None:
+    for agent in (RECORD, NETNS):
+        meta = subprocess.run([agent, "-o", "metadata"], text=True, capture_output=True,
+                              timeout=30)
+        assert meta.returncode == 0 and "<resource-agent name=" in meta.stdout
+        assert _agent(agent, "action=dance\npiddir=/nonexistent\n").returncode == 1
+    for action in ("on", "off", "reboot", "status", "monitor", "list"):
+        assert _agent(RECORD, f"action={action}\n").returncode == 0, action
+        assert _agent(RECORD, f"action={action}\nexit_code=2\n").returncode == 2, action
+
+
+def test_fence_netns_by_pid_files(tmp_path: Path) -> None:
+    """The lab's switch also works from a directory of pid files (no namespace needed)."""
+    procs = [subprocess.Popen(["sleep", "600"]) for _ in range(2)]
+    try:
+        for i, p in enumerate(procs):
+            (tmp_path / f"p{i}.pid").write_text(f"{p.pid}\n")
+        piddir = f"piddir={tmp_path}\n"
+        assert _agent(NETNS, piddir + "action=status\n").returncode == 0
+        assert _agent(NETNS, piddir + "action=monitor\n").returncode == 0
+        assert _agent(NETNS, piddir + "action=off\n").returncode == 0
+        assert [p.wait(timeout=10) for p in procs] == [-9, -9]
+        assert _agent(NETNS, piddir + "action=status\n").returncode == 2
+        assert _agent(NETNS, piddir + "action=on\n").returncode == 1
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
