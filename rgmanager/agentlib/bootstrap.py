@@ -1,31 +1,28 @@
-"""Start an agent of ``resource-agents/``: make ``rgmanager`` importable, run its ``main``.
+"""Start one of our agents as an OCF executable (the launchers' Python half).
 
-The files in ``resource-agents/`` are tiny ``/bin/sh`` launchers that run
-``$RGMANAGER_PYTHON`` (the project's interpreter, which rgmanager-py's
-executor puts in every agent's environment) or else ``python3`` from ``PATH``
-(``ocf-tester``, Pacemaker), and call :func:`launch`.  The executor's ``PATH``
-lists the system directories first, so a bare ``python3`` would be the
-system's, possibly without the project's packages (``pyroute2`` for ``ip``).
+Every file in ``resource-agents/`` is the same three-line ``/bin/sh``
+launcher that names its agent and sources ``agentlib/launch.sh``; that picks
+the interpreter and runs :func:`main` with the checkout's root already first
+on ``sys.path`` (so any Python, from any working directory, imports this
+checkout's code).  :func:`main` makes the agent look like the program that
+was started (``sys.argv[0]`` is the launcher) and exits with its code.
+
+This is the only ``sys.exit`` of the agent library: the agent host calls the
+agents' ``main()`` in-process and never comes through here.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 
-def ensure_importable(agent_file: str) -> None:
-    """Agents live in ``resource-agents/`` next to the package; a manager such
-    as ``ocf-tester`` may start them with a Python that has not installed it."""
-    root = os.path.dirname(os.path.dirname(os.path.realpath(agent_file)))
-    if os.path.isdir(os.path.join(root, "rgmanager")) and root not in sys.path:
-        sys.path.insert(0, root)
-
-
-def launch(agent_file: str, name: str) -> None:
-    """Run agent ``name`` as if ``agent_file`` were the program (``sys.argv[0]``)."""
-    ensure_importable(agent_file)
-    sys.argv = [agent_file, *sys.argv[2:]]
+def main(argv: list[str] | None = None) -> None:
+    """``main(["NAME", "LAUNCHER", "ACTION", ...])``: run agent NAME, exit with its code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 2 or not args[0].isidentifier():
+        sys.exit(f"usage: {sys.argv[0]} AGENT LAUNCHER [ACTION]")
+    name, launcher, rest = args[0], args[1], args[2:]
+    sys.argv = [launcher, *rest]
     module = importlib.import_module(f"rgmanager.agentlib.{name}")
     sys.exit(module.main())

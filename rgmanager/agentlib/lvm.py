@@ -24,12 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .nfsutil import command
+from . import syscmd
 from .ocf import (
     OCF_ERR_CONFIGURED,
     OCF_ERR_GENERIC,
@@ -86,21 +85,14 @@ def _lvm_env() -> dict[str, str]:
     return env
 
 
-def lvm(argv: Sequence[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def lvm(argv: Sequence[str], timeout: float = 60.0) -> syscmd.Result:
     """Run one LVM command (argv list) with fd-leak warnings silenced."""
-    log.debug("running %s", list(argv))
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              env=_lvm_env(), stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return command(argv)  # raises OCF_ERR_INSTALLED with a clear message
-    except subprocess.TimeoutExpired:
-        raise AgentError(OCF_ERR_GENERIC, f"{' '.join(argv)} timed out") from None
+    return syscmd.run(argv, timeout=timeout, env=_lvm_env())
 
 
-def _errtext(p: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln.strip() for ln in (p.stderr or p.stdout).splitlines() if ln.strip()]
-    return "; ".join(lines[-3:]) or f"rc {p.returncode}"
+def _errtext(p: syscmd.Result) -> str:
+    lines = [ln.strip() for ln in p.said().splitlines() if ln.strip()]
+    return "; ".join(lines[-3:]) or f"rc {p.rc}"
 
 
 def activation_config() -> str:
@@ -135,7 +127,7 @@ def _tags(field: str) -> tuple[str, ...]:
 def vg_tags(vg: str) -> tuple[str, ...] | None:
     """The VG's tags, or None when the VG is not visible on this node."""
     p = lvm(["vgs", "--noheadings", "-o", "vg_tags", "--", vg])
-    if p.returncode != 0:
+    if p.rc != 0:
         log.debug("vgs %s: %s", vg, _errtext(p))
         return None
     return _tags(p.stdout.strip())
@@ -146,7 +138,7 @@ def list_lvs(vg: str, lv: str | None) -> list[LV] | None:
     target = f"{vg}/{lv}" if lv else vg
     p = lvm(["lvs", "--noheadings", "--separator", "|",
              "-o", "lv_name,lv_attr,lv_tags,lv_dm_path,lv_path", "--", target])
-    if p.returncode != 0:
+    if p.rc != 0:
         log.debug("lvs %s: %s", target, _errtext(p))
         return None
     out = []
@@ -184,14 +176,14 @@ class Target:
     def lvs(self) -> list[LV]:
         return list_lvs(self.vg, self.lv) or []
 
-    def _change(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _change(self, *args: str) -> syscmd.Result:
         tool = "lvchange" if self.lv else "vgchange"
         target = f"{self.vg}/{self.lv}" if self.lv else self.vg
         return lvm([tool, *args, "--", target], timeout=120)
 
     def add_tag(self, tag: str) -> None:
         p = self._change("--addtag", tag)
-        if p.returncode != 0:
+        if p.rc != 0:
             raise AgentError(OCF_ERR_GENERIC, f"cannot tag {self.label} with {tag}: "
                              f"{_errtext(p)}")
 
@@ -199,14 +191,14 @@ class Target:
         if tag not in self.tags():
             return
         p = self._change("--deltag", tag)
-        if p.returncode != 0:
+        if p.rc != 0:
             raise AgentError(OCF_ERR_GENERIC, f"cannot remove tag {tag} from {self.label}: "
                              f"{_errtext(p)}")
 
-    def activate(self) -> subprocess.CompletedProcess[str]:
+    def activate(self) -> syscmd.Result:
         return self._change("--config", activation_config(), "-ay")
 
-    def deactivate(self) -> subprocess.CompletedProcess[str]:
+    def deactivate(self) -> syscmd.Result:
         return self._change("--config", activation_config(), "-an")
 
 
@@ -270,8 +262,8 @@ def start(params: Params) -> int:
         target.add_tag(me)
     p = target.activate()
     why = _health(target, 0)
-    if p.returncode != 0 or why:
-        reason = _errtext(p) if p.returncode != 0 else why
+    if p.rc != 0 or why:
+        reason = _errtext(p) if p.rc != 0 else why
         # Leave nothing half-done: no active LVs and no claim on the volume.
         target.deactivate()
         try:
@@ -289,7 +281,7 @@ def _self_fence(label: str) -> None:
                   "although %s could not be deactivated", label)
         return
     log.critical("cannot deactivate %s: self-fencing (reboot -fn)", label)
-    command(["reboot", "-fn"])
+    syscmd.run(["reboot", "-fn"])
 
 
 def stop(params: Params) -> int:

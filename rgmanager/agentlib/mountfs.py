@@ -42,11 +42,11 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from . import syscmd
 from .ocf import (
     OCF_ERR_CONFIGURED,
     OCF_ERR_GENERIC,
@@ -151,10 +151,9 @@ def _resolve_tag(spec: str) -> str | None:
     """LABEL=/UUID=... to a device path with blkid (no shell, no cache trust)."""
     blkid = shutil.which("blkid")
     if blkid is not None:
-        proc = subprocess.run([blkid, "-c", "/dev/null", "-l", "-o", "device", "-t", spec],
-                              capture_output=True, text=True, check=False)
+        proc = syscmd.run([blkid, "-c", "/dev/null", "-l", "-o", "device", "-t", spec])
         path = proc.stdout.strip()
-        if proc.returncode == 0 and path:
+        if proc.rc == 0 and path:
             return path
     key, _, value = spec.partition("=")
     link = f"/dev/disk/by-{key.lower()}/{value}"
@@ -252,10 +251,10 @@ class MountFs:
             argv += ["-o", ",".join(o.strip() for o in options)]
         argv += [device.path, self.mountpoint]
         self.log.info("mounting %s on %s", self.spec, self.mountpoint)
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
+        proc = syscmd.run(argv, timeout=None)  # the action's own timeout bounds it
+        if proc.rc != 0:
             raise AgentError(OCF_ERR_GENERIC, f"mount {self.spec} on {self.mountpoint} failed "
-                                              f"(rc {proc.returncode}): "
+                                              f"(rc {proc.rc}): "
                                               f"{redact_text(proc.stderr.strip())}")
         if self.state()[1] is None:
             raise AgentError(OCF_ERR_GENERIC, f"mount reported success but {self.spec} is not "
@@ -273,14 +272,13 @@ class MountFs:
                                               f"{top.source if top else '?'} is mounted over it")
         force = self.params.bool("force_unmount")
         for attempt in range(1, UMOUNT_TRIES + 1):
-            proc = subprocess.run(["umount", self.mountpoint], capture_output=True, text=True,
-                                  check=False)
+            proc = syscmd.run(["umount", self.mountpoint], timeout=None)
             _, ours, _ = self.state()
             if ours is None:
                 self.log.info("unmounted %s from %s", self.spec, self.mountpoint)
                 return OCF_SUCCESS
             self.log.warning("unmount of %s (attempt %d/%d) failed: %s", self.mountpoint,
-                             attempt, UMOUNT_TRIES, proc.stderr.strip() or proc.returncode)
+                             attempt, UMOUNT_TRIES, proc.stderr.strip() or proc.rc)
             if force:
                 self._kill_users(ours.dev)
             if attempt < UMOUNT_TRIES:
@@ -339,13 +337,13 @@ class MountFs:
         assert device.path is not None
         argv.append(device.path)
         self.log.info("checking %s (force_fsck)", self.spec)
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if proc.returncode >= 4:
+        proc = syscmd.run(argv, timeout=None)
+        if proc.rc >= 4 or proc.rc < 0:
             raise AgentError(OCF_ERR_GENERIC, f"fsck of {self.spec} failed (rc "
-                                              f"{proc.returncode}): {proc.stdout.strip()} "
+                                              f"{proc.rc}): {proc.stdout.strip()} "
                                               f"{proc.stderr.strip()}")
-        if proc.returncode:
-            self.log.warning("fsck repaired %s (rc %d)", self.spec, proc.returncode)
+        if proc.rc:
+            self.log.warning("fsck repaired %s (rc %d)", self.spec, proc.rc)
 
     def _write_test(self) -> None:
         """Create, write, sync and remove a test file that nobody else can have planted.
@@ -395,7 +393,7 @@ class MountFs:
         self.log.critical("could not unmount %s and self_fence is set: rebooting this node",
                           self.mountpoint)
         if os.environ.get("RGMANAGER_ALLOW_SELF_FENCE") == "1":
-            subprocess.run(["reboot", "-fn"], check=False)
+            syscmd.run(["reboot", "-fn"])
         else:
             self.log.critical("reboot suppressed: RGMANAGER_ALLOW_SELF_FENCE is not 1")
         return OCF_ERR_GENERIC

@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import time
 
-from .nfsutil import command
+from . import syscmd
 from .ocf import (
     OCF_ERR_CONFIGURED,
     OCF_ERR_GENERIC,
@@ -166,7 +165,7 @@ def start(params: Params) -> int:
     if options:
         argv += ["-o", options]
     argv += [dev, mp]
-    command(argv, timeout=MOUNT_TIMEOUT, check=True)
+    syscmd.run(argv, timeout=MOUNT_TIMEOUT, check=True)
     if not is_mounted(params):
         raise AgentError(OCF_ERR_GENERIC, f"mount of {dev} on {mp} reported success but "
                          "/proc/mounts does not show it")
@@ -175,17 +174,20 @@ def start(params: Params) -> int:
 
 
 def _listable(mp: str) -> bool:
-    """List the directory in a child process: a hung server stalls the child only."""
+    """List the directory in a child process: a hung server stalls the child only.
+
+    The listing goes to a file (``to_file``), not into memory: only whether
+    it could be read matters.
+    """
     try:
-        p = subprocess.run(["ls", "-1", "--", mp], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, timeout=LIST_TIMEOUT,
-                           stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        log.error("listing %s timed out after %.0fs", mp, LIST_TIMEOUT)
+        p = syscmd.run(["ls", "-1", "--", mp], timeout=LIST_TIMEOUT, to_file=True)
+    except syscmd.CommandError as err:
+        log.error("listing %s: %s", mp, err)
         return False
-    if p.returncode != 0:
-        log.error("cannot list %s: %s", mp, p.stderr.strip())
-    return p.returncode == 0
+    if p.rc != 0:
+        said = p.said().splitlines()
+        log.error("cannot list %s: %s", mp, said[-1] if said else f"rc {p.rc}")
+    return p.rc == 0
 
 
 def status(params: Params) -> int:
@@ -201,8 +203,8 @@ def status(params: Params) -> int:
 
 def _umount(argv: list[str]) -> str:
     """Run one umount; the error text on failure, "" on success."""
-    p = command(argv, timeout=60)
-    return "" if p.returncode == 0 else (p.stderr or p.stdout).strip() or f"rc {p.returncode}"
+    p = syscmd.run(argv, timeout=60)
+    return "" if p.rc == 0 else p.said() or f"rc {p.rc}"
 
 
 def stop(params: Params) -> int:
@@ -227,7 +229,7 @@ def stop(params: Params) -> int:
             # Only while mp is still a mount point: on a plain directory -m would
             # name every process of the enclosing (e.g. root) file system.
             # -m: every process using the file system mounted on mp; -k: SIGKILL.
-            command(["fuser", "-km", mp], timeout=30)
+            syscmd.run(["fuser", "-km", mp], timeout=30)
         time.sleep(1)
     if force and fstype(params) != "cifs":
         for argv in (["umount", "-f", mp], ["umount", "-l", mp]):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 
-from .nfsutil import command, find_export, require
+from . import syscmd
+from .nfsutil import find_export, require
 from .ocf import (
     OCF_ERR_CONFIGURED,
     OCF_ERR_GENERIC,
@@ -119,7 +120,7 @@ def start(params: Params) -> int:
     if opts:
         argv += ["-o", opts]
     argv.append(_spec_arg(target, path))
-    command(argv, check=True)
+    syscmd.run(argv, check=True)
     if find_export(target, path) is None:
         raise AgentError(OCF_ERR_GENERIC, f"exportfs ran but {path} is not exported to {target}")
     log.info("exported %s to %s (%s)", path, target, opts or "default options")
@@ -131,7 +132,7 @@ def stop(params: Params) -> int:
     path, target = _path(params), _target(params)
     if find_export(target, path) is None:
         return OCF_SUCCESS
-    command(["exportfs", "-u", _spec_arg(target, path)], check=True)
+    syscmd.run(["exportfs", "-u", _spec_arg(target, path)], check=True)
     if find_export(target, path) is not None:
         raise AgentError(OCF_ERR_GENERIC, f"{path} is still exported to {target}")
     log.info("unexported %s from %s", path, target)

@@ -2,8 +2,8 @@
 
 ``nfsserver`` and ``nfsexport`` both need "make sure nfsd and mountd run";
 ``nfsclient`` (and tests) need an exports table that copes with the wrapped
-lines ``exportfs -v`` prints for long paths.  Everything runs programs with
-argv lists; nothing is passed through a shell.
+lines ``exportfs -v`` prints for long paths.  Programs run through
+:mod:`.syscmd` (argv lists, never a shell).
 """
 
 from __future__ import annotations
@@ -14,44 +14,18 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import syscmd
 from .ocf import OCF_ERR_GENERIC, OCF_ERR_INSTALLED, AgentError, state_dir
-from .redact import redact_argv, redact_text
 
 log = logging.getLogger("rgmanager.agent.nfsutil")
 
 NFSD_FS = "/proc/fs/nfsd"
 DEFAULT_THREADS = 8
 COMMAND_TIMEOUT = 60.0
-
-
-def command(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT,
-            check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run one program (argv list, no shell) and log what it said on failure.
-
-    A missing program becomes OCF_ERR_INSTALLED so that callers need not
-    probe every binary up front.
-    """
-    shown = " ".join(redact_argv(argv))  # options may carry credentials
-    log.debug("running %s", shown)
-    try:
-        p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise AgentError(OCF_ERR_INSTALLED, f"{argv[0]} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise AgentError(OCF_ERR_GENERIC, f"{shown} timed out after {timeout:.0f}s") from None
-    if p.returncode != 0:
-        said = redact_text((p.stderr or p.stdout).strip())
-        log.debug("%s exited %d: %s", argv[0], p.returncode, said)
-        if check:
-            raise AgentError(OCF_ERR_GENERIC, f"{shown} failed (rc {p.returncode}): {said}")
-    return p
 
 
 def require(*programs: str) -> None:
@@ -128,12 +102,12 @@ def ensure_nfsd_fs() -> None:
     if nfsd_fs_mounted():
         return
     if shutil.which("modprobe"):
-        command(["modprobe", "nfsd"])
-    p = command(["mount", "-t", "nfsd", "nfsd", NFSD_FS])
-    if p.returncode != 0 and not nfsd_fs_mounted():
+        syscmd.run(["modprobe", "nfsd"])
+    p = syscmd.run(["mount", "-t", "nfsd", "nfsd", NFSD_FS])
+    if p.rc != 0 and not nfsd_fs_mounted():
         raise AgentError(OCF_ERR_INSTALLED,
                          f"kernel NFS server unavailable: mount -t nfsd nfsd {NFSD_FS}: "
-                         f"{' '.join((p.stderr or p.stdout).split())}")
+                         f"{' '.join(p.said().split())}")
 
 
 def nfsd_threads() -> int:
@@ -180,20 +154,10 @@ def spawn_daemon(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> None:
     A daemon that kept an inherited stdout pipe open would make a pipe-reading
     wait last until the timeout.
     """
-    log.debug("starting %s", list(argv))
-    with tempfile.TemporaryFile("w+") as err:
-        try:
-            p = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                               timeout=timeout)
-        except FileNotFoundError:
-            raise AgentError(OCF_ERR_INSTALLED, f"{argv[0]} is not installed") from None
-        except subprocess.TimeoutExpired:
-            raise AgentError(OCF_ERR_GENERIC, f"{argv[0]} did not return within "
-                             f"{timeout:.0f}s") from None
-        if p.returncode != 0:
-            err.seek(0)
-            raise AgentError(OCF_ERR_GENERIC, f"{' '.join(argv)} failed (rc {p.returncode}): "
-                             f"{' '.join(err.read().split())}")
+    p = syscmd.run(argv, timeout=timeout, to_file=True)
+    if p.rc != 0:
+        raise AgentError(OCF_ERR_GENERIC, f"{syscmd.shown(argv)} failed (rc {p.rc}): "
+                         f"{' '.join(p.said().split())}")
 
 
 def _new_pid(comm: str, before: set[int], timeout: float = 10.0) -> int | None:
@@ -247,7 +211,7 @@ def ensure_server(threads: int = DEFAULT_THREADS, statd_dir: str | None = None,
     if nfsd_threads() == 0:
         if v4_recovery_dir is not None:
             set_v4_recovery_dir(v4_recovery_dir)
-        command(["rpc.nfsd", str(threads)], check=True)
+        syscmd.run(["rpc.nfsd", str(threads)], check=True)
         started.nfsd = True
         if nfsd_threads() == 0:
             raise AgentError(OCF_ERR_GENERIC, "rpc.nfsd ran but the kernel reports 0 threads")
@@ -260,7 +224,7 @@ def stop_nfsd() -> None:
     """Stop all kernel nfsd threads (rpc.nfsd 0); a no-op when none run."""
     if nfsd_threads() == 0:
         return
-    command(["rpc.nfsd", "0"], check=True)
+    syscmd.run(["rpc.nfsd", "0"], check=True)
 
 
 # --- ownership records -------------------------------------------------------
@@ -338,7 +302,7 @@ def parse_exportfs(text: str) -> list[Export]:
 
 
 def list_exports() -> list[Export]:
-    p = command(["exportfs", "-v"], check=True)
+    p = syscmd.run(["exportfs", "-v"], check=True)
     return parse_exportfs(p.stdout)
 
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import tempfile
 
+from . import syscmd
 from .ocf import (
     OCF_ERR_CONFIGURED,
     OCF_ERR_GENERIC,
@@ -77,22 +76,17 @@ def _script(params: Params, *, missing_ok: bool = False) -> str | None:
 def _run(path: str, action: str) -> int:
     """Run ``path action`` and log its output.
 
-    Output goes to an anonymous temporary file, not a pipe: a daemon started
-    by the script inherits those descriptors, and a pipe it keeps open would
-    make us (and the manager reading us) wait for EOF forever.
+    Output goes to an anonymous temporary file, not a pipe (``to_file``): a
+    daemon started by the script inherits those descriptors, and a pipe it
+    keeps open would make us (and the manager reading us) wait for EOF
+    forever.  No timeout of our own: the manager's action timeout applies
+    (start and stop have none, as in rgmanager).  A script that cannot be
+    executed (a bad interpreter line) is OCF_ERR_GENERIC.
     """
-    log.debug("running %s %s", path, action)
-    with tempfile.TemporaryFile() as out:
-        try:
-            proc = subprocess.run([path, action], stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, check=False)
-        except OSError as err:  # e.g. a bad interpreter line
-            raise AgentError(OCF_ERR_GENERIC, f"cannot run {path}: {err}") from err
-        out.seek(0)
-        text = out.read(65536).decode(errors="replace")
-    for line in text.splitlines():
+    proc = syscmd.run([path, action], timeout=None, to_file=True)
+    for line in proc.stdout.splitlines():
         log.info("%s %s: %s", os.path.basename(path), action, line)
-    return proc.returncode
+    return proc.rc
 
 
 def start(params: Params) -> int:

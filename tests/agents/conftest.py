@@ -89,7 +89,7 @@ def ocf_tester(agent: str, params: dict[str, str], rsctmp: Path,
     env = agent_env(rsctmp, {})
     env["OCF_ROOT"] = "/usr/lib/ocf"
     # ocf-tester is another OCF manager: it knows nothing of RGMANAGER_PYTHON, and
-    # the launchers then run the first python3 on its PATH (here the venv's).
+    # the launchers then run the checkout's .venv/bin/python (else python3 from PATH).
     del env["RGMANAGER_PYTHON"]
     env["PATH"] = f"{os.path.dirname(sys.executable)}:{SANE_PATH}"
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)

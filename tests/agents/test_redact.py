@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from rgmanager.agentlib import ocf, redact
-from rgmanager.agentlib.nfsutil import command
 from rgmanager.agentlib.redact import (
     MASK,
     redact_argv,
@@ -17,6 +16,7 @@ from rgmanager.agentlib.redact import (
     redact_text,
     secret_values,
 )
+from rgmanager.agentlib.syscmd import run as command
 from rgmanager.executor import SANE_PATH
 
 from .conftest import AGENT_DIR, agent_env
