@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ class Daemon:
         return subprocess.run([sys.executable, "-m", f"rgmanager.cli.{tool}", *args],
                               env=self.env, capture_output=True, text=True, timeout=120)
 
-    def services(self) -> dict[str, dict]:  # type: ignore[type-arg]
+    def services(self) -> dict[str, dict[str, Any]]:
         r = self.cli("clustat", "--json")
         if r.returncode != 0:
             return {}

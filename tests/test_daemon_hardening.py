@@ -418,3 +418,25 @@ def test_pid_lock_survives_a_stale_file_and_is_not_inherited(tmp_path: Path) -> 
     finally:
         child.kill()
         child.wait()
+
+
+# ------------------------------------------------- 4. a version switched to by another node
+
+
+def test_version_from_the_cluster_is_held_until_this_node_loads_it(
+        inproc: InProc, caplog: pytest.LogCaptureFixture) -> None:
+    """Another node switched the cluster to config 2 (a config message) while
+    this node's file is still 1: the manager holds its deliveries and the
+    daemon reads its file; once the file says 2 the node switches and goes on."""
+    caplog.set_level(logging.INFO, logger="rgmanager.daemon")
+    d = inproc.start(version=1)
+    d.cluster.broadcast({"kind": "config", "version": 2})
+    assert wait_record(caplog, logging.INFO, "the cluster switched to config_version 2")
+    assert wait_for(lambda: d.manager.held_for == 2, timeout=10)
+    assert inproc.version() == 1
+    inproc.write(2, inproc.body(f'<service name="new">{script("new", inproc.lsb)}</service>'))
+    assert wait_for(lambda: d.manager.held_for is None and inproc.version() == 2, timeout=10)
+    assert wait_for(lambda: (inproc.state / "new.on").exists(), timeout=10)
+    inproc.still_managed()
+    inproc.stop()
+    assert inproc.rc == [0]

@@ -15,6 +15,7 @@ from rgmanager.agents.discovery import load_rules
 from rgmanager.cluster.local import LocalCluster
 from rgmanager.loader import load
 from rgmanager.manager import Manager
+from rgmanager.status_view import ServiceView
 
 from .manager_helpers import cluster_conf, script, starts, wait_for, write_lsb
 
@@ -55,7 +56,7 @@ def manager(tmp_path: Path, state_dir: Path) -> Iterator[MakeManager]:
         m.shutdown(stop_services=True)
 
 
-def svc(m: Manager, name: str = "service:web") -> dict:  # type: ignore[type-arg]
+def svc(m: Manager, name: str = "service:web") -> ServiceView:
     return next(s for s in m.status()["services"] if s["name"] == name)
 
 

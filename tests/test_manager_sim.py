@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -393,15 +394,21 @@ def test_reload_switches_every_node_at_the_delivery(make: Make, tmp_path: Path) 
     conf2.write_text(cluster_conf(svc("web", make.lsb) + svc("extra", make.lsb), nodes=3)
                      .replace('config_version="1"', 'config_version="2"'))
     needed: dict[str, int] = {}
+
+    def asker(name: str) -> Callable[[int], None]:
+        def ask(version: int) -> None:
+            needed[name] = version
+        return ask
+
     for name, m in c.managers.items():
-        m.on_config_needed = lambda v, name=name: needed.setdefault(name, v)
+        m.on_config_needed = asker(name)
     done = _in_thread(c, lambda: c.managers["node1"].reload(load(conf2, RULES)))
     assert isinstance(done[0], list) and "added service:extra" in done[0]
     assert needed == {"node2": 2, "node3": 2}
     assert [c.managers[n].held_for for n in NODES] == [None, 2, 2]
     assert c.managers["node2"].status()["cluster"]["config_version"] == 1
     for n in ("node2", "node3"):
-        _in_thread(c, lambda n=n: c.managers[n].reload(load(conf2, RULES)))  # type: ignore[misc]
+        _in_thread(c, partial(c.managers[n].reload, load(conf2, RULES)))
     assert [c.managers[n].held_for for n in NODES] == [None, None, None]
     assert {c.managers[n].status()["cluster"]["config_version"] for n in NODES} == {2}
     tables = [c.table(n) for n in NODES]
