@@ -1,25 +1,41 @@
-"""rg_test test CONF on a generated 10,000-resource cluster.conf.
+"""rg_test test CONF on generated cluster.conf files of several sizes.
 
-Run: .venv/bin/python -m benchmarks.bench_rg_test [--resources N]
-Prints the time to load + validate + build + render (meta-data comes from the
-cache, which is warmed first and reported separately), and the wall time of
-the whole `rg_test test` command. Target: < 1 s excluding meta-data.
+Run: .venv/bin/python -m benchmarks.bench_rg_test [--sizes 1000,10000,50000] [--repeat 5]
+
+For every size it reports, over ``--repeat`` runs, min/median/max of
+
+* in-process: ``rg_test test CONF`` called as a function (rules from the warm
+  meta-data cache, load + validate + build + render, output discarded), i.e.
+  what the code costs without the interpreter's start;
+* whole process: ``python -m rgmanager.cli.rg_test test CONF`` as a child,
+  its wall time and its CPU (user + system of the child, from
+  ``getrusage(RUSAGE_CHILDREN)``), i.e. what an administrator waits for;
+
+and the per-resource cost of each, so that linearity shows: "marginal" is
+the cost of each resource added since the previous size (microseconds; the
+same figure at every size = linear; it leaves the interpreter's start out).
+Wall time suffers from whatever else runs on the machine; CPU does not.
+Goal (issue 12): linear up to 50,000 resources, at most 2 s there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import io
+import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 from rgmanager.agents.discovery import load_rules
-from rgmanager.cli.render import test_text
-from rgmanager.loader import load
+from rgmanager.cli import rg_test
 
 PER_SERVICE = 10  # service, fs, fs, nfsexport, nfsclient, nfsclient, ip, script, lvm, fs
 
@@ -60,41 +76,94 @@ def generate(n_resources: int) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--resources", type=int, default=10_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        conf = Path(d) / "cluster.conf"
-        conf.write_text(generate(args.resources))
-        cache = Path(d) / "cache" / "metadata.json"
+@dataclass
+class Figures:
+    """Seconds per repeat of one measurement."""
+
+    runs: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def line(self) -> str:
+        return (f"min {min(self.runs):7.3f}  median {self.median:7.3f}  "
+                f"max {max(self.runs):7.3f} s")
+
+
+def in_process(conf: Path, repeat: int) -> Figures:
+    """``rg_test test CONF`` as a function call, output discarded."""
+    runs = []
+    for _ in range(repeat):
+        out, err = io.StringIO(), io.StringIO()
         t0 = time.perf_counter()
-        rules = load_rules(cache_path=cache)
-        cold = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rules = load_rules(cache_path=cache)
-        warm = time.perf_counter() - t0
-        best = float("inf")
-        count = 0
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            loaded = load(conf, rules)
-            with redirect_stdout(io.StringIO()):
-                sys.stdout.write(test_text(loaded.config, loaded.forest))
-            best = min(best, time.perf_counter() - t0)
-            count = len(loaded.forest.resources)
-        env = {"PATH": "/usr/bin:/bin", "RGMANAGER_CACHE_DIR": str(cache.parent)}
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = rg_test.main(["test", str(conf)])
+        runs.append(time.perf_counter() - t0)
+        if code != 0:
+            raise SystemExit(f"rg_test test {conf} exited {code}: {err.getvalue()[-500:]}")
+        # rg_test freezes what it loaded (the process ends there); undo it so that
+        # the next repeat starts from the same heap.
+        gc.unfreeze()
+        gc.collect()
+    return Figures(runs)
+
+
+def whole_process(conf: Path, repeat: int, env: dict[str, str]) -> tuple[Figures, Figures]:
+    """Wall time and CPU (user + sys) of ``rg_test test CONF`` as a child process."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "rgmanager.cli.rg_test", "test", str(conf)],
                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        check=True)
-        cli = time.perf_counter() - t0
-    print(f"resources in list:            {count}")
-    print(f"agent meta-data, cold cache:  {cold:.3f} s ({len(rules)} agents)")
-    print(f"agent meta-data, warm cache:  {warm:.4f} s")
-    print(f"load+validate+build+render:   {best:.3f} s (best of {args.repeat}; target < 1 s)")
-    print(f"rg_test test CONF (process):  {cli:.3f} s (includes interpreter start, warm cache)")
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return Figures(walls), Figures(cpus)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,10000,50000",
+                    help="comma-separated resource counts (default 1000,10000,50000)")
+    ap.add_argument("--resources", type=int, help="one size only (older form)")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    sizes = [args.resources] if args.resources else [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as d:
+        cache_dir = Path(d) / "cache"
+        os.environ["RGMANAGER_CACHE_DIR"] = str(cache_dir)
+        t0 = time.perf_counter()
+        rules = load_rules(cache_path=cache_dir / "metadata.json")
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        load_rules(cache_path=cache_dir / "metadata.json")
+        warm = time.perf_counter() - t0
+        env = {"PATH": "/usr/bin:/bin", "RGMANAGER_CACHE_DIR": str(cache_dir),
+               "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        print(f"agent meta-data: cold cache {cold:.3f} s ({len(rules)} agents), "
+              f"warm {warm:.4f} s; {args.repeat} repeats per figure")
+        print(f"{'resources':>9}  {'measure':<20} {'figures':<48} {'us/res':>7} "
+              f"{'marginal':>8}")
+        previous: dict[str, tuple[int, float]] = {}
+        for n in sizes:
+            conf = Path(d) / f"cluster-{n}.conf"
+            conf.write_text(generate(n))
+            count = max(1, n // PER_SERVICE) * PER_SERVICE
+            wall, cpu = whole_process(conf, args.repeat, env)
+            rows = [("in-process", in_process(conf, args.repeat)),
+                    ("process wall", wall), ("process CPU", cpu)]
+            for name, fig in rows:
+                per = fig.median / count * 1e6
+                marginal = "-"
+                if name in previous:
+                    pn, pt = previous[name]
+                    marginal = f"{(fig.median - pt) / (count - pn) * 1e6:.1f}"
+                previous[name] = (count, fig.median)
+                print(f"{count:>9}  {name:<20} {fig.line():<48} {per:7.1f} {marginal:>8}")
+    print("goal: linear up to 50,000 resources (steady marginal cost), <= 2 s at 50,000")
     return 0
 
 

@@ -111,3 +111,50 @@ def test_structure_error_and_resource_error_both_reported(rules: RuleSet,
     with pytest.raises(ConfigError) as info:
         load_config(path, rules)
     assert sorted(r.code for r in info.value.reports) == ["E_SCHEMA", "E_UNKNOWN_TYPE"]
+
+
+# -- rg_test at 50,000 resources: no full collections walking the model ----------
+def test_load_runs_no_cyclic_collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cyclic collector's full passes made rg_test slower than linear past
+    10,000 resources (issue 12); a load now runs none, whatever its size, and
+    leaves the collector as it found it. (Times: benchmarks/bench_rg_test.py.)"""
+    import gc
+
+    from benchmarks.bench_rg_test import generate as generate_big
+    from rgmanager.agents.discovery import default_agent_dirs, load_rules
+    from rgmanager.loader import load
+
+    monkeypatch.setenv("RGMANAGER_CACHE_DIR", str(tmp_path))
+    rules = load_rules(default_agent_dirs([]))
+    conf = tmp_path / "big.conf"
+    conf.write_text(generate_big(5_000))
+    assert gc.isenabled()
+    before = [s["collections"] for s in gc.get_stats()]
+    loaded = load(conf, rules)
+    after = [s["collections"] for s in gc.get_stats()]
+    assert len(loaded.forest.resources) > 4_000
+    assert after[2] == before[2]  # no full pass (a young one may follow the load)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load(conf, rules)
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
+
+
+def test_rg_test_freezes_what_it_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import gc
+
+    from rgmanager.cli import rg_test
+
+    monkeypatch.setenv("RGMANAGER_CACHE_DIR", str(tmp_path))
+    conf = tmp_path / "c.conf"
+    conf.write_text(HEADER + '<rm><service name="a"/></rm></cluster>\n')
+    try:
+        assert rg_test.main(["test", str(conf)]) == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert "service" in capsys.readouterr().out
