@@ -464,8 +464,7 @@ class Agent:
             sys.stdout.flush()
 
     def deliver(self, d: Any) -> None:
-        from rgmanager.cluster.base import MembershipChange, Message
-        from rgmanager.cluster.corosync import ClusterLost
+        from rgmanager.cluster.base import ClusterLost, MembershipChange, Message
 
         if isinstance(d, MembershipChange):
             m = d.membership

@@ -368,30 +368,44 @@ def test_fragments_reassembled_per_sender_without_corosync() -> None:
     """Reassembly alone (no corosync, no root): two senders' fragments interleaved,
     a foreign message and an out-of-sequence fragment are dropped, not delivered."""
     from rgmanager.cluster.base import Message
-    from rgmanager.cluster.corosync import CorosyncCluster
+    from rgmanager.cluster.corosync import Wire
 
+    names = {1: "node1", 2: "node2"}
     got: list[Any] = []
     frags = {}
-    for nodeid, name in ((1, "node1"), (2, "node2")):
-        c = CorosyncCluster(name, {1: "node1", 2: "node2"}, fragment_size=1024)
-        c.broadcast({"from": name, "blob": name * 2000})
-        c.broadcast({"small": name})
-        frags[nodeid] = [f for msg in c._sendq for f in msg]
+    for nodeid, name in names.items():
+        w = Wire(fragment_size=1024)
+        frags[nodeid] = w.encode({"from": name, "blob": name * 2000}) + \
+            w.encode({"small": name})
     assert len(frags[1]) > 3  # fragmented
-    rx = CorosyncCluster("node1", {1: "node1", 2: "node2"})
-    rx._deliver = got.append
-    rx._joined = True
+    rx = Wire()
+
+    def receive(nodeid: int, pid: int, data: bytes) -> None:
+        payload = rx.decode(nodeid, pid, data)
+        if payload is not None:
+            got.append(Message(names[nodeid], payload))
+
     a, b = list(frags[1]), list(frags[2])
     while a or b:  # interleave the two senders fragment by fragment
         if a:
-            rx._message(1, 100, a.pop(0))
+            receive(1, 100, a.pop(0))
         if b:
-            rx._message(2, 200, b.pop(0))
-    rx._message(2, 200, b"not ours")
-    rx._message(1, 100, frags[1][1])  # a middle fragment with no start: dropped
+            receive(2, 200, b.pop(0))
+    receive(2, 200, b"not ours")
+    receive(1, 100, frags[1][1])  # a middle fragment with no start: dropped
     assert [type(m) for m in got] == [Message] * 4
     by = {(m.sender, "blob" in m.payload): m.payload for m in got}
     assert by[("node1", True)] == {"from": "node1", "blob": "node1" * 2000}
     assert by[("node2", True)] == {"from": "node2", "blob": "node2" * 2000}
     assert [m.payload for m in got if m.sender == "node1"][1] == {"small": "node1"}
-    assert rx._partial == {}
+    assert rx.unfinished == 0
+
+
+def test_broadcast_of_a_non_json_payload_fails_in_the_caller() -> None:
+    from rgmanager.cluster.corosync import CorosyncCluster
+
+    c = CorosyncCluster("node1", {1: "node1"})
+    with pytest.raises(TypeError):
+        c.broadcast(["not", "a", "mapping"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        c.broadcast({"nan": float("nan")})

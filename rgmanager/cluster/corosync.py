@@ -79,6 +79,82 @@ _CONNECT_FIRST = 0.1  # waiting for corosync
 _CONNECT_MAX = 1.0
 
 
+class Wire:
+    """Our wire format on CPG: a payload is JSON, cut into fragments of at most
+    ``fragment_size`` bytes, each behind a header (magic, per-process message
+    sequence number, fragment index, fragment count); the receiving side
+    reassembles per sending process (CPG keeps one sender's messages in
+    order). ``encode`` may be called from any thread (under the caller's
+    lock); ``decode``/``forget``/``clear`` from the delivery thread only.
+    """
+
+    def __init__(self, fragment_size: int = FRAGMENT_SIZE) -> None:
+        if fragment_size < 1024:
+            raise ValueError("fragment_size must be at least 1024 bytes")
+        self.fragment_size = fragment_size
+        self._seq = 0
+        self._partial: dict[tuple[int, int], tuple[int, list[bytes]]] = {}
+
+    def encode(self, payload: Mapping[str, Any]) -> list[bytes]:
+        """The CPG messages carrying ``payload``; a non-JSON payload raises here."""
+        if not isinstance(payload, Mapping):
+            raise TypeError(f"payload must be a mapping, not {type(payload).__name__}")
+        data = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+        self._seq += 1
+        size = self.fragment_size
+        chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+        return [_HEADER.pack(_MAGIC, self._seq, i, len(chunks)) + c
+                for i, c in enumerate(chunks)]
+
+    def decode(self, nodeid: int, pid: int, data: bytes) -> dict[str, Any] | None:
+        """The payload completed by this CPG message, or None (more fragments to
+        come, or the message was dropped: foreign, out of sequence, not JSON)."""
+        if len(data) < _HEADER.size or data[:4] != _MAGIC:
+            log.warning("ignoring a foreign CPG message (%d bytes) from node id %d pid %d",
+                        len(data), nodeid, pid)
+            return None
+        _, seq, index, count = _HEADER.unpack_from(data)
+        chunk = data[_HEADER.size:]
+        key = (nodeid, pid)
+        if count > 1:
+            have = self._partial.get(key)
+            if index == 0:
+                have = (seq, [])
+                self._partial[key] = have
+            if have is None or have[0] != seq or len(have[1]) != index:
+                log.warning("dropping fragment %d/%d of message %d from node id %d: "
+                            "out of sequence", index + 1, count, seq, nodeid)
+                self._partial.pop(key, None)
+                return None
+            have[1].append(chunk)
+            if index + 1 < count:
+                return None
+            del self._partial[key]
+            chunk = b"".join(have[1])
+        try:
+            payload = json.loads(chunk)
+        except ValueError as err:
+            log.warning("ignoring a CPG message from node id %d that is not JSON: %s",
+                        nodeid, err)
+            return None
+        if not isinstance(payload, dict):
+            log.warning("ignoring a CPG message from node id %d: not a JSON object", nodeid)
+            return None
+        return payload
+
+    def forget(self, nodeid: int, pid: int) -> None:
+        """A sender left: drop its unfinished message."""
+        self._partial.pop((nodeid, pid), None)
+
+    def clear(self) -> None:
+        self._partial.clear()
+
+    @property
+    def unfinished(self) -> int:
+        """Senders whose message is partly received."""
+        return len(self._partial)
+
+
 class _Lost(Exception):
     """corosync went away (internal)."""
 
@@ -91,20 +167,17 @@ class CorosyncCluster(Cluster):
     def __init__(self, local_node: str, nodes: Mapping[int, str],
                  group: str = "rgmanager", *, fragment_size: int = FRAGMENT_SIZE) -> None:
         super().__init__(local_node)
-        if fragment_size < 1024:
-            raise ValueError("fragment_size must be at least 1024 bytes")
+        self._wire = Wire(fragment_size)
         self.nodes = {int(k): v for k, v in nodes.items()}
         if local_node not in self.nodes.values():
             raise ValueError(f"{local_node!r} is not in the node map {self.nodes!r}")
         self.group = group
         self._group_name = cpg.cpg_name(group)
-        self.fragment_size = fragment_size
         self._lock = threading.Lock()
         self._membership = Membership((), False, 0)
         self._online: tuple[str, ...] = ()
         self._sendq: deque[list[bytes]] = deque()  # broadcasts not fully sent
         self._sent_frags = 0  # fragments of _sendq[0] already sent
-        self._seq = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
@@ -118,7 +191,6 @@ class CorosyncCluster(Cluster):
         self._joined = False  # our own first confchg was processed
         self._local_nodeid = 0
         self._quorate = False  # last known (delivered) quorate flag
-        self._partial: dict[tuple[int, int], tuple[int, list[bytes]]] = {}
         self._members_raw: set[tuple[int, int]] = set()
         # The C callbacks and structs must live as long as the handles.
         self._cpg_callbacks = cpg.CpgCallbacks(cpg.DeliverFn(self._on_deliver),
@@ -142,16 +214,8 @@ class CorosyncCluster(Cluster):
         self._thread.start()
 
     def broadcast(self, payload: Mapping[str, Any]) -> None:
-        if not isinstance(payload, Mapping):
-            raise TypeError(f"payload must be a mapping, not {type(payload).__name__}")
-        data = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
         with self._lock:
-            self._seq += 1
-            seq = self._seq
-            size = self.fragment_size
-            chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
-            frags = [_HEADER.pack(_MAGIC, seq, i, len(chunks)) + c for i, c in enumerate(chunks)]
-            self._sendq.append(frags)
+            self._sendq.append(self._wire.encode(payload))
         self._wake()
 
     def membership(self) -> Membership:
@@ -312,7 +376,7 @@ class CorosyncCluster(Cluster):
         self._cpg_handle = self._vq_handle = None
         self._joined = False
         self._events.clear()
-        self._partial.clear()
+        self._wire.clear()
         self._members_raw.clear()
         self.connected.clear()
 
@@ -470,7 +534,7 @@ class CorosyncCluster(Cluster):
         previous = self._membership.members
         self._members_raw = {(n, p) for n, p, _ in members}
         for n, p, _ in left:
-            self._partial.pop((n, p), None)
+            self._wire.forget(n, p)
         now_ids = {n for n, _ in self._members_raw}
         names = self._names(now_ids)
         if first:
@@ -512,36 +576,8 @@ class CorosyncCluster(Cluster):
     def _message(self, nodeid: int, pid: int, data: bytes) -> None:
         if not self._joined:
             return
-        if len(data) < _HEADER.size or data[:4] != _MAGIC:
-            log.warning("ignoring a foreign CPG message (%d bytes) from node id %d pid %d",
-                        len(data), nodeid, pid)
-            return
-        _, seq, index, count = _HEADER.unpack_from(data)
-        chunk = data[_HEADER.size:]
-        key = (nodeid, pid)
-        if count > 1:
-            have = self._partial.get(key)
-            if index == 0:
-                have = (seq, [])
-                self._partial[key] = have
-            if have is None or have[0] != seq or len(have[1]) != index:
-                log.warning("dropping fragment %d/%d of message %d from node id %d: "
-                            "out of sequence", index + 1, count, seq, nodeid)
-                self._partial.pop(key, None)
-                return
-            have[1].append(chunk)
-            if index + 1 < count:
-                return
-            del self._partial[key]
-            chunk = b"".join(have[1])
-        try:
-            payload = json.loads(chunk)
-        except ValueError as err:
-            log.warning("ignoring a CPG message from node id %d that is not JSON: %s",
-                        nodeid, err)
-            return
-        if not isinstance(payload, dict):
-            log.warning("ignoring a CPG message from node id %d: not a JSON object", nodeid)
+        payload = self._wire.decode(nodeid, pid, data)
+        if payload is None:
             return
         self._call(Message(self._name(nodeid), payload))
 
@@ -558,4 +594,4 @@ def _now() -> float:
     return time.monotonic()
 
 
-__all__ = ["ClusterLost", "CorosyncCluster", "FRAGMENT_SIZE"]
+__all__ = ["ClusterLost", "CorosyncCluster", "FRAGMENT_SIZE", "Wire"]
