@@ -12,6 +12,11 @@ Status codes: address absent -> 7 (not running; the resource is simply not
 there, recovery restarts it); address present but the link has no carrier
 with ``monitor_link`` on -> 1 (the resource exists but cannot serve).
 
+Reading state (status, and what start and stop look at) goes through
+:mod:`.netlink`, one kept-open rtnetlink socket: a status costs tens of
+microseconds in the agent host and never imports pyroute2, which only
+adds and removes the address.
+
 ``nfslock`` is accepted (inherited from the service) but the NFS lock
 reclaim it triggered in rgmanager is not implemented here; ``disable_rdisc``
 is accepted and ignored (no router discovery daemon is managed).
@@ -29,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import netlink
 from .ocf import (
     OCF_ERR_CONFIGURED,
     OCF_ERR_GENERIC,
@@ -99,10 +105,9 @@ class Target:
 
 @dataclass(frozen=True)
 class Present:
-    """Where an address currently is: interface index/name and prefix length."""
+    """Where an address currently is: interface index and prefix length, IFA_F_* flags."""
 
     index: int
-    ifname: str
     prefix: int
     flags: int
 
@@ -128,7 +133,8 @@ def parse_target(params: Params) -> Target:
 
 
 def _iproute() -> Any:
-    """Open a netlink socket; import lazily so meta-data works without pyroute2."""
+    """pyroute2's IPRoute, to change addresses (start and stop only); imported
+    lazily so that meta-data and status work without it."""
     try:
         from pyroute2 import IPRoute
     except ImportError as err:
@@ -136,31 +142,28 @@ def _iproute() -> Any:
     return IPRoute()
 
 
-def _addr_of(msg: Any) -> str | None:
-    # IPv4 point-to-point links keep the local address in IFA_LOCAL.
-    return msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
+def _ip(addr: netlink.Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(addr.address)
+    except ValueError:  # neither 4 nor 16 bytes
+        return None
 
 
-def _addr_flags(msg: Any) -> int:
-    return int(msg.get("IFA_FLAGS") or msg.get("flags") or 0)
+def ifname(index: int) -> str:
+    found = netlink.link(index)
+    return found.name if found is not None and found.name else "?"
 
 
-def _ifnames(ipr: Any) -> dict[int, str]:
-    return {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
-
-
-def find_present(ipr: Any, target: Target) -> Present | None:
+def find_present(target: Target) -> Present | None:
     """Where the address is configured now, if anywhere."""
-    names = _ifnames(ipr)
-    for msg in ipr.get_addr(family=target.family):
-        addr = _addr_of(msg)
-        if addr is not None and ipaddress.ip_address(addr) == target.address:
-            return Present(msg["index"], names.get(msg["index"], "?"), msg["prefixlen"],
-                           _addr_flags(msg))
+    packed = target.address.packed
+    for addr in netlink.addresses(target.family):
+        if addr.address == packed:
+            return Present(addr.index, addr.prefixlen, addr.flags)
     return None
 
 
-def choose_interface(ipr: Any, target: Target, prefer: str | None) -> tuple[int, str, int]:
+def choose_interface(target: Target, prefer: str | None) -> tuple[int, str, int]:
     """Pick (index, name, prefix) for a new address, as rgmanager's ip.sh does.
 
     The interface is ``prefer`` if given, else the one with an address of the
@@ -168,23 +171,23 @@ def choose_interface(ipr: Any, target: Target, prefer: str | None) -> tuple[int,
     configured one, else that network's.  Nothing matching is a configuration
     error: adding the address anywhere else would make it unreachable.
     """
-    names = _ifnames(ipr)
+    names = {link.index: link.name for link in netlink.links()}
     index: int | None = None
     if prefer:
         matches = [i for i, n in names.items() if n == prefer]
         if not matches:
             raise AgentError(OCF_ERR_CONFIGURED, f"prefer_interface {prefer} does not exist")
         index = matches[0]
-    for msg in ipr.get_addr(family=target.family):
-        if index is not None and msg["index"] != index:
+    for msg in netlink.addresses(target.family):
+        if index is not None and msg.index != index:
             continue
-        addr = _addr_of(msg)
+        addr = _ip(msg)
         if addr is None:
             continue
-        net = ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}").network
+        net = ipaddress.ip_interface(f"{addr}/{msg.prefixlen}").network
         if target.address in net and net.prefixlen < net.max_prefixlen:
             prefix = target.prefix if target.prefix is not None else net.prefixlen
-            return msg["index"], names.get(msg["index"], "?"), prefix
+            return msg.index, names.get(msg.index, "?"), prefix
     if index is not None and prefer and target.prefix is not None:
         return index, prefer, target.prefix
     where = f"on {prefer}" if prefer else "on any interface"
@@ -193,22 +196,19 @@ def choose_interface(ipr: Any, target: Target, prefer: str | None) -> tuple[int,
                      + ("" if prefer else "; set prefer_interface and a /prefix to force one"))
 
 
-def link_up(ipr: Any, index: int) -> bool:
+def is_up(link: netlink.Link | None) -> bool:
     """Administratively up and running (has carrier): IFF_UP and IFF_RUNNING."""
-    links = ipr.get_links(index)
-    if not links:
-        return False
-    flags = int(links[0].get("flags") or 0)
-    return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+    return link is not None and bool(link.flags & IFF_UP) and bool(link.flags & IFF_RUNNING)
 
 
-def _mac(ipr: Any, index: int) -> bytes | None:
-    links = ipr.get_links(index)
-    mac = links[0].get("IFLA_ADDRESS") if links else None
-    if not mac:
-        return None
-    raw = bytes.fromhex(mac.replace(":", ""))
-    return raw if len(raw) == 6 and raw != bytes(6) else None
+def link_up(index: int) -> bool:
+    return is_up(netlink.link(index))
+
+
+def _mac(index: int) -> bytes | None:
+    found = netlink.link(index)
+    raw = found.mac if found is not None else None
+    return raw if raw is not None and len(raw) == 6 and raw != bytes(6) else None
 
 
 def send_gratuitous_arp(ifname: str, mac: bytes, addr: ipaddress.IPv4Address) -> None:
@@ -238,11 +238,11 @@ def send_unsolicited_na(index: int, mac: bytes, addr: ipaddress.IPv6Address) -> 
         sock.sendto(na, ("ff02::1", 0, 0, index))
 
 
-def _wait_dad(ipr: Any, target: Target) -> Present | None:
+def _wait_dad(target: Target) -> Present | None:
     """Wait for IPv6 duplicate address detection; the address is unusable until it ends."""
     deadline = time.monotonic() + DAD_WAIT
     while True:
-        present = find_present(ipr, target)
+        present = find_present(target)
         if present is None or not present.flags & IFA_F_TENTATIVE:
             return present
         if present.flags & IFA_F_DADFAILED or time.monotonic() > deadline:
@@ -250,8 +250,8 @@ def _wait_dad(ipr: Any, target: Target) -> Present | None:
         time.sleep(0.1)
 
 
-def _announce(ipr: Any, target: Target, index: int, ifname: str) -> None:
-    mac = _mac(ipr, index)
+def _announce(target: Target, index: int, ifname: str) -> None:
+    mac = _mac(index)
     if mac is None:
         log.info("%s has no hardware address; not announcing %s", ifname, target.address)
         return
@@ -270,75 +270,83 @@ def _sleep(params: Params) -> None:
         time.sleep(seconds)
 
 
+def _change(action: str, index: int, target: Target, prefix: int) -> None:
+    """Add or delete the address (pyroute2; raises its NetlinkError)."""
+    with _iproute() as ipr:
+        ipr.addr(action, index=index, address=str(target.address), prefixlen=prefix)
+
+
 def start(params: Params) -> int:
     target = parse_target(params)
     monitor = params.bool("monitor_link")
-    with _iproute() as ipr:
-        present = find_present(ipr, target)
-        if present is not None:
-            if monitor and not link_up(ipr, present.index):
-                raise AgentError(OCF_ERR_GENERIC,
-                                 f"{target.address} is on {present.ifname}, whose link is down")
-            log.info("%s already present on %s", target.address, present.ifname)
-            return OCF_SUCCESS
-        index, ifname, prefix = choose_interface(ipr, target, params.get("prefer_interface"))
-        if monitor and not link_up(ipr, index):
+    present = find_present(target)
+    if present is not None:
+        if monitor and not link_up(present.index):
+            raise AgentError(OCF_ERR_GENERIC, f"{target.address} is on "
+                                              f"{ifname(present.index)}, whose link is down")
+        log.info("%s already present on %s", target.address, ifname(present.index))
+        return OCF_SUCCESS
+    index, name, prefix = choose_interface(target, params.get("prefer_interface"))
+    if monitor and not link_up(index):
+        raise AgentError(OCF_ERR_GENERIC, f"link on {name} is down; not adding {target.address}")
+    log.info("adding %s/%d to %s", target.address, prefix, name)
+    try:
+        _change("add", index, target, prefix)
+    except AgentError:
+        raise
+    except Exception as err:  # NetlinkError; pyroute2 is imported lazily
+        if getattr(err, "code", None) != errno.EEXIST:
             raise AgentError(OCF_ERR_GENERIC,
-                             f"link on {ifname} is down; not adding {target.address}")
-        log.info("adding %s/%d to %s", target.address, prefix, ifname)
-        try:
-            ipr.addr("add", index=index, address=str(target.address), prefixlen=prefix)
-        except Exception as err:  # NetlinkError; pyroute2 is imported lazily
-            if getattr(err, "code", None) != errno.EEXIST:
-                raise AgentError(OCF_ERR_GENERIC,
-                                 f"adding {target.address} to {ifname} failed: {err}") from err
-        if target.address.version == 6:
-            present = _wait_dad(ipr, target)
-            if present is not None and present.flags & IFA_F_DADFAILED:
-                ipr.addr("del", index=index, address=str(target.address), prefixlen=prefix)
-                raise AgentError(OCF_ERR_GENERIC,
-                                 f"{target.address} is already in use on the network "
-                                 "(duplicate address detection failed)")
-            if present is not None and present.flags & IFA_F_TENTATIVE:
-                log.warning("%s still tentative on %s; not announcing", target.address, ifname)
-                _sleep(params)
-                return OCF_SUCCESS
-        _announce(ipr, target, index, ifname)
+                             f"adding {target.address} to {name} failed: {err}") from err
+    if target.address.version == 6:
+        present = _wait_dad(target)
+        if present is not None and present.flags & IFA_F_DADFAILED:
+            _change("del", index, target, prefix)
+            raise AgentError(OCF_ERR_GENERIC,
+                             f"{target.address} is already in use on the network "
+                             "(duplicate address detection failed)")
+        if present is not None and present.flags & IFA_F_TENTATIVE:
+            log.warning("%s still tentative on %s; not announcing", target.address, name)
+            _sleep(params)
+            return OCF_SUCCESS
+    _announce(target, index, name)
     _sleep(params)
     return OCF_SUCCESS
 
 
 def stop(params: Params) -> int:
     target = parse_target(params)
-    with _iproute() as ipr:
-        present = find_present(ipr, target)
-        if present is None:
-            log.info("%s is not configured; nothing to stop", target.address)
-            return OCF_SUCCESS
-        log.info("removing %s/%d from %s", target.address, present.prefix, present.ifname)
-        try:
-            ipr.addr("del", index=present.index, address=str(target.address),
-                     prefixlen=present.prefix)
-        except Exception as err:  # NetlinkError
-            if getattr(err, "code", None) != errno.EADDRNOTAVAIL:
-                raise AgentError(OCF_ERR_GENERIC,
-                                 f"removing {target.address} failed: {err}") from err
-        if find_present(ipr, target) is not None:
-            raise AgentError(OCF_ERR_GENERIC, f"{target.address} is still configured")
+    present = find_present(target)
+    if present is None:
+        log.info("%s is not configured; nothing to stop", target.address)
+        return OCF_SUCCESS
+    log.info("removing %s/%d from %s", target.address, present.prefix, ifname(present.index))
+    try:
+        _change("del", present.index, target, present.prefix)
+    except AgentError:
+        raise
+    except Exception as err:  # NetlinkError
+        if getattr(err, "code", None) != errno.EADDRNOTAVAIL:
+            raise AgentError(OCF_ERR_GENERIC, f"removing {target.address} failed: {err}") from err
+    if find_present(target) is not None:
+        raise AgentError(OCF_ERR_GENERIC, f"{target.address} is still configured")
     _sleep(params)
     return OCF_SUCCESS
 
 
 def status(params: Params) -> int:
+    """One address dump and, with monitor_link, one link request (no pyroute2)."""
     target = parse_target(params)
-    with _iproute() as ipr:
-        present = find_present(ipr, target)
-        if present is None:
-            raise AgentError(OCF_NOT_RUNNING, f"{target.address} is not configured")
-        if present.flags & IFA_F_DADFAILED:
-            raise AgentError(OCF_ERR_GENERIC, f"{target.address} failed duplicate detection")
-        if params.bool("monitor_link") and not link_up(ipr, present.index):
-            raise AgentError(OCF_ERR_GENERIC, f"link on {present.ifname} is down "
+    present = find_present(target)
+    if present is None:
+        raise AgentError(OCF_NOT_RUNNING, f"{target.address} is not configured")
+    if present.flags & IFA_F_DADFAILED:
+        raise AgentError(OCF_ERR_GENERIC, f"{target.address} failed duplicate detection")
+    if params.bool("monitor_link"):
+        link = netlink.link(present.index)
+        if not is_up(link):
+            name = link.name if link is not None else "?"
+            raise AgentError(OCF_ERR_GENERIC, f"link on {name} is down "
                                               f"(no carrier) for {target.address}")
     return OCF_SUCCESS
 
