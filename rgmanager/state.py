@@ -254,7 +254,11 @@ class TableDraft:
 
     def __init__(self, table: Table) -> None:
         index = table.index
-        self.services: dict[str, ServiceState] = dict(table.services)
+        src = table.services
+        # A proxy's copy() copies the dict underneath at C speed; dict(proxy) goes
+        # key by key.
+        self.services: dict[str, ServiceState] = \
+            src.copy() if isinstance(src, dict | MappingProxyType) else dict(src)
         self.members = table.members
         self._fitted = table._fitted
         self._waiting = set(index.waiting)

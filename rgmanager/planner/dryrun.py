@@ -34,6 +34,7 @@ from .events import (
     Action,
     Event,
     NodesChanged,
+    Op,
     PartsDone,
     Reply,
     Request,
@@ -184,7 +185,7 @@ class DryRunCluster:
                                      "simulated failure")
         else:
             self.requests += 1
-            event = Request(self.tick(), ev.kind, ev.service, self.origin(ev),
+            event = Request(self.tick(), Op(ev.kind), ev.service, self.origin(ev),
                             f"sim-{self.requests}", ev.node, ev.follow_domain)
         if event is not None:
             self.settle(event, step)

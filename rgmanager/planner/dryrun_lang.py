@@ -15,22 +15,25 @@ from dataclasses import dataclass
 
 from ..agents.rules import expand_time
 from ..state import service_name
+from .events import REQUEST_OPS, Op
 from .model import PlanModel
 
 #: The longest ``wait:`` event (ten years, as the configuration's time limit).
 MAX_WAIT = 10 * 365 * 86400
 
-#: The user requests a dry run can replay (clusvcadm's service commands).
-REQUEST_OPS = ("enable", "disable", "relocate", "restart", "stop", "freeze", "unfreeze",
-               "convalesce")
+#: The user requests a dry run can replay: every op the planner takes.
+REQUEST_KINDS: tuple[str, ...] = tuple(str(op) for op in REQUEST_OPS)
+#: Requests that name a target member after the service.
+TARGETED = (str(Op.ENABLE), str(Op.RELOCATE), str(Op.MIGRATE))
 NODE_KINDS = ("node-down", "node-up")
 INJECT_KINDS = ("start-fail", "stop-fail")
-KINDS = NODE_KINDS + ("fail", "wait") + REQUEST_OPS + INJECT_KINDS
+KINDS = NODE_KINDS + ("fail", "wait") + REQUEST_KINDS + INJECT_KINDS
 
 EVENT_SYNTAX = (
     "node-down:N | node-up:N | fail:RES | wait:SECONDS | enable:S[:N|:-F] | disable:S | "
-    "relocate:S[:N] | restart:S | stop:S | freeze:S | unfreeze:S | convalesce:S | "
-    "start-fail:S:N | stop-fail:S:N  (requests take an optional @ORIGIN suffix)")
+    "relocate:S[:N] | migrate:S[:N] | restart:S | stop:S | freeze:S | unfreeze:S | "
+    "convalesce:S | start-fail:S:N | stop-fail:S:N  (requests take an optional @ORIGIN "
+    "suffix)")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class DryRunEvent:
     """One thing that happens to the simulated cluster, as the user wrote it."""
 
     text: str  # as given, shown in the output
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS (a request's kind is its Op's value)
     service: str = ""  # service:NAME for requests and injections
     node: str | None = None  # a cluster member: node-down/up, request target, injection
     resource: str = ""  # fail: resource name, tree path or service
@@ -76,7 +79,7 @@ def parse_event(text: str) -> DryRunEvent:
                              "most ten years)")
         return DryRunEvent(raw, kind, seconds=float(seconds))
     origin = None
-    if kind in REQUEST_OPS and "@" in rest:
+    if kind in REQUEST_KINDS and "@" in rest:
         rest, _, origin = rest.rpartition("@")
         if not origin:
             raise ValueError(f"bad event {text!r}: empty origin after '@'")
@@ -90,7 +93,7 @@ def parse_event(text: str) -> DryRunEvent:
         return DryRunEvent(raw, kind, service=service, node=args[0])
     if kind == "enable" and args == ["-F"]:
         return DryRunEvent(raw, kind, service=service, follow_domain=True, origin=origin)
-    if kind in ("enable", "relocate") and len(args) <= 1:
+    if kind in TARGETED and len(args) <= 1:
         if args and not args[0]:
             raise ValueError(f"bad event {text!r}: empty node name")
         return DryRunEvent(raw, kind, service=service, node=args[0] if args else None,
@@ -135,5 +138,5 @@ def check_events(model: PlanModel, events: Sequence[DryRunEvent]) -> None:
             raise ValueError(f"{ev.text}: no service {ev.service}")
 
 
-__all__ = ["EVENT_SYNTAX", "KINDS", "MAX_WAIT", "REQUEST_OPS", "DryRunEvent", "check_events",
+__all__ = ["EVENT_SYNTAX", "KINDS", "MAX_WAIT", "REQUEST_KINDS", "DryRunEvent", "check_events",
            "parse_event", "resolve_resource"]

@@ -50,6 +50,11 @@ class PlanModel:
 
     # Lookups the planner makes on every event, worked out once per model.
     @cached_property
+    def node_order(self) -> tuple[str, ...]:
+        """The configured nodes by node id (name order among equal ids)."""
+        return tuple(sorted(sorted(self.node_ids), key=self.nodeid))
+
+    @cached_property
     def exclusive(self) -> frozenset[str]:
         """Services that must run alone on their node."""
         return frozenset(n for n, s in self.services.items() if s.exclusive)

@@ -126,9 +126,11 @@ class Placement:
         self.model = model
         self.occupants = occupants
         self.online = frozenset(online)
-        # Sorted by name first so that unconfigured nodes (same id) keep a fixed order.
-        self.nodes = tuple(sorted(sorted(set(model.node_ids) | self.online),
-                                  key=model.nodeid))
+        if self.online.issubset(model.node_ids):
+            self.nodes = model.node_order
+        else:  # a member the configuration does not name (it is being reloaded)
+            self.nodes = tuple(sorted(sorted(set(model.node_ids) | self.online),
+                                      key=model.nodeid))
         self._views: dict[int, tuple[FailoverDomain, DomainView]] = {}
 
     def view(self, d: FailoverDomain) -> DomainView:
