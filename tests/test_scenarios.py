@@ -377,3 +377,18 @@ def test_cli_config_error_exit_2(tmp_path: Path) -> None:
                                 '<service name="web">'))
     r = rg_test("simulate", str(bad), "--event", "node-down:node1", cache=tmp_path)
     assert r.returncode == 2 and r.stdout == ""
+
+
+def test_every_planner_op_is_an_event(model: PlanModel) -> None:
+    """The dry run's request kinds are the planner's ops (planner.events.Op), so a
+    new op cannot be missing from ``--event``."""
+    from rgmanager.planner.events import REQUEST_OPS
+
+    for op in REQUEST_OPS:
+        assert parse_event(f"{op}:web").kind == op
+    ev = parse_event("migrate:web:node2")
+    assert (ev.service, ev.node) == ("service:web", "node2")
+    table, members = initial(model, ["node1", "node2", "node3"])
+    result = dry_run(model, table, members, ["migrate:web:node2"])
+    assert result.steps[0].of("action") == ["reply to node1: -8 Invalid operation for resource"]
+    assert result.table.get("service:web").owner == "node1"

@@ -132,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
                    "default: all nodes online, autostart services placed")
     s.add_argument("--event", action="append", default=[], metavar="E",
                    help="repeatable, applied in order: node-down:N node-up:N fail:RES "
-                   "wait:SECS enable:S[:N|:-F] disable:S relocate:S[:N] restart:S stop:S "
+                   "wait:SECS enable:S[:N|:-F] disable:S relocate:S[:N] migrate:S[:N] "
+                   "restart:S stop:S "
                    "freeze:S unfreeze:S convalesce:S start-fail:S:N stop-fail:S:N")
     s.add_argument("--explain", action="store_true",
                    help="show every candidate node and why it was chosen or not")
