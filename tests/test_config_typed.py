@@ -97,6 +97,12 @@ def test_cman_and_logging_fields(write_conf: WriteConf, rules: RuleSet) -> None:
                             'name="rgmanager" debug="off"/></logging>', rm="")
     config, _ = load_config(write_conf(full=text), rules)
     assert not config.log_debug and config.quorum_expected_votes == 3
+    text = TWO_NODES.format(cman="", rm="", logging='<logging to_syslog="yes" '
+                            'to_logfile="no" logfile="/var/log/c.log"><logging_daemon '
+                            'name="rgmanager" to_logfile="on"/></logging>')
+    config, _ = load_config(write_conf(full=text), rules)
+    assert (config.log_to_syslog, config.log_to_logfile, config.log_file) == (
+        True, True, "/var/log/c.log")
 
 
 @pytest.mark.parametrize(("flag", "independent", "noncritical"), [

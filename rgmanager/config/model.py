@@ -174,8 +174,13 @@ class ClusterConfig:
     expected_votes: int = 0
     #: ``<cman two_node>``: either node of a two-node cluster is quorate alone.
     two_node: bool = False
-    #: ``debug`` of ``<logging>``, overridden by ``<logging_daemon name="rgmanager">``.
+    # ``<logging>`` for rgmanager: its attributes, overridden by those of
+    # ``<logging_daemon name="rgmanager">``.
     log_debug: bool = False
+    log_to_syslog: bool = False
+    log_to_logfile: bool = False
+    #: ``logfile``, None when not given.
+    log_file: str | None = None
     #: False for a fragment (no name, config_version or clusternodes) that only
     #: ``rg_test`` accepts; see :func:`rgmanager.config.parser.load_config`.
     complete: bool = True

@@ -573,6 +573,7 @@ def load_config(path: str | Path, rules: RuleSet, *, allow_fragment: bool = Fals
     logging_attrs = _attrs(logging_el)
     logging_daemons = tuple(_attrs(d) for d in root.iterfind("logging/logging_daemon"))
     mine = next((d for d in logging_daemons if d.get("name") == "rgmanager"), {})
+    rgmanager_logging = {**logging_attrs, **mine}
     config = ClusterConfig(
         path=path,
         name=root.get("name", ""),
@@ -587,7 +588,10 @@ def load_config(path: str | Path, rules: RuleSet, *, allow_fragment: bool = Fals
         rm=rm_model,
         expected_votes=_int_or(cman.get("expected_votes"), 0) or 0,
         two_node=parse_bool(cman.get("two_node"), False),
-        log_debug=parse_bool({**logging_attrs, **mine}.get("debug"), False),
+        log_debug=parse_bool(rgmanager_logging.get("debug"), False),
+        log_to_syslog=parse_bool(rgmanager_logging.get("to_syslog"), False),
+        log_to_logfile=parse_bool(rgmanager_logging.get("to_logfile"), False),
+        log_file=rgmanager_logging.get("logfile"),
         complete=not missing,
     )
     r.raise_if_errors()
