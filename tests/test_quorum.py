@@ -62,3 +62,14 @@ def test_two_partitions_never_both_quorate(a: int, b: int, configured: int) -> N
 def test_more_votes_never_lose_quorum(votes: int, expected: int, two_node: bool) -> None:
     if quorate(votes, expected, two_node):
         assert quorate(votes + 1, expected, two_node)
+
+
+def test_dry_run_and_votequorum_agree_below_total_votes() -> None:
+    """The case simulate.py and cluster/sim.py disagreed on: expected_votes=3
+    on five one-vote nodes. The dry run starts from the whole cluster, so
+    votequorum expects all five votes: two members are not quorate, three are."""
+    from rgmanager.planner.dryrun import Quorum
+
+    five = Quorum(dict.fromkeys("abcde", 1), expected=3)
+    assert not five.quorate(["a", "b"]) and five.quorate(["a", "b", "c"])
+    assert five.quorate(["a", "b"]) == quorate(2, effective_expected(3, seen=5))
