@@ -176,6 +176,16 @@ class Target:
     def lvs(self) -> list[LV]:
         return list_lvs(self.vg, self.lv) or []
 
+    def look(self) -> tuple[tuple[str, ...], list[LV]] | None:
+        """(owner tags, logical volumes) in as few LVM runs as possible, or None
+        when not found: one ``lvs`` in LV mode, ``vgs`` and ``lvs`` in VG mode
+        (each run of an LVM tool costs tens of milliseconds)."""
+        if self.lv:
+            lvs = list_lvs(self.vg, self.lv)
+            return (lvs[0].tags, lvs) if lvs else None
+        tags = vg_tags(self.vg)
+        return None if tags is None else (tags, self.lvs())
+
     def _change(self, *args: str) -> syscmd.Result:
         tool = "lvchange" if self.lv else "vgchange"
         target = f"{self.vg}/{self.lv}" if self.lv else self.vg
@@ -218,13 +228,15 @@ def validate(params: Params) -> int:
 
 def _health(target: Target, check_level: int) -> str:
     """Why the resource is not running here, or "" when it is."""
-    if not target.exists():
+    seen = target.look()
+    if seen is None:
         return f"{target.label} not found"
-    if node_name() not in target.tags():
-        owners = foreign_owners(target)
+    tags, lvs = seen
+    me = node_name()
+    if me not in tags:
+        owners = [t for t in tags if t != me]
         return (f"{target.label} is owned by {', '.join(owners)}" if owners
-                else f"{target.label} does not carry our tag {node_name()}")
-    lvs = target.lvs()
+                else f"{target.label} does not carry our tag {me}")
     inactive = [lv.name for lv in lvs if not lv.active]
     if inactive:
         return f"inactive logical volume(s) in {target.vg}: {', '.join(inactive)}"

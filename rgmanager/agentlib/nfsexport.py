@@ -79,7 +79,7 @@ def status(params: Params) -> int:
         return OCF_NOT_RUNNING
     if not nfsutil.server_running():
         log.error("NFS server is down (nfsd threads %d, rpc.mountd %s)", nfsutil.nfsd_threads(),
-                  "running" if nfsutil.pids_of("rpc.mountd") else "not running")
+                  "running" if nfsutil.is_running("rpc.mountd") else "not running")
         return OCF_NOT_RUNNING
     return OCF_SUCCESS
 

@@ -86,7 +86,7 @@ def status(params: Params) -> int:
     if threads == 0:
         log.info("nfsd is not running")
         return OCF_NOT_RUNNING
-    if not nfsutil.pids_of("rpc.mountd"):
+    if not nfsutil.is_running("rpc.mountd"):
         log.error("nfsd has %d threads but rpc.mountd is not running", threads)
         return OCF_NOT_RUNNING
     return OCF_SUCCESS

@@ -52,6 +52,26 @@ def pids_of(comm: str) -> list[int]:
     return found
 
 
+#: The PID :func:`is_running` found last, per program: checked (one read)
+#: before scanning /proc (one read per process) again.  Always re-validated,
+#: so a stale entry costs a scan, never a wrong answer.
+_last_seen: dict[str, int] = {}
+
+
+def is_running(comm: str) -> bool:
+    """Whether a process named ``comm`` runs: cheap on the status path, where an
+    agent host asks every few seconds."""
+    pid = _last_seen.get(comm)
+    if pid is not None and pid_is(pid, comm):
+        return True
+    found = pids_of(comm)
+    if found:
+        _last_seen[comm] = found[0]
+        return True
+    _last_seen.pop(comm, None)
+    return False
+
+
 def pid_is(pid: int, comm: str) -> bool:
     """True when ``pid`` is alive and still the program we think it is."""
     try:
@@ -136,7 +156,7 @@ def set_v4_recovery_dir(path: str) -> None:
 
 def server_running() -> bool:
     """The NFS server answers when nfsd has threads and mountd is alive."""
-    return nfsd_threads() > 0 and bool(pids_of("rpc.mountd"))
+    return nfsd_threads() > 0 and is_running("rpc.mountd")
 
 
 @dataclass
