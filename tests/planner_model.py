@@ -28,7 +28,9 @@ from rgmanager.planner import (
     NodesChanged,
     PartsDone,
     PartSpec,
+    Plan,
     PlanModel,
+    RepetitionGuard,
     Reply,
     Request,
     RestartParts,
@@ -175,6 +177,7 @@ class World:
     events: int = 0
     requests: int = 0
     trace: list[str] = field(default_factory=list)
+    last_plan: Plan = field(default_factory=lambda: Plan(Table()))
 
     def membership(self) -> Membership:
         votes = len(self.members)
@@ -206,6 +209,7 @@ class World:
         bad += check_frozen(before, p.table, m, exempt)
         self.violations += [f"{where}: {b}" for b in bad]
         self.table = p.table
+        self.last_plan = p
         done = []
         for a in p.actions:
             if isinstance(a, Reply) or a.node not in self.members:
@@ -235,16 +239,21 @@ class World:
         op = {RestartParts: "restart", StopParts: "stop", StartParts: "start"}[type(a)]
         return PartsDone(t, a.service, a.node, op, a.parts, True)
 
-    def settle(self, first: Event, where: str, limit: int = 5000,
-               more: Sequence[Event] = ()) -> None:
+    def settle(self, first: Event, where: str, more: Sequence[Event] = ()) -> None:
+        """Plan and complete until nothing is pending. No step limit: a
+        livelock shows as a state (table and pending events) seen twice."""
         queue: deque[Event] = deque([first, *more])
-        n = 0
+        guard = RepetitionGuard(self.table)
+        for ev in queue:
+            guard.queued(ev)
         while queue:
-            n += 1
-            if n > limit:
-                self.violations.append(f"{where}: livelock: more than {limit} planner steps")
+            ev = queue.popleft()
+            done = self.step(ev, where)
+            queue.extend(done)
+            if guard.repeated(ev, self.last_plan, done):
+                self.violations.append(f"{where}: livelock: the same table and pending events "
+                                       f"again after {guard.steps} planner steps")
                 return
-            queue.extend(self.step(queue.popleft(), where))
         self.violations += [f"{where}: {b}" for b in
                             check_quiet(self.model, self.table, self.membership())]
 

@@ -1,10 +1,12 @@
 """Placement and recovery decisions as one pure function (see core.plan)."""
 
-from .core import Plan, claimed_table, plan
+from .core import Plan, RepetitionGuard, Settled, claimed_table, plan, settle
 from .events import (
+    REQUEST_OPS,
     Action,
     Event,
     NodesChanged,
+    Op,
     PartsDone,
     Reply,
     Request,
@@ -23,9 +25,8 @@ from .events import (
 from .model import PartSpec, PlanModel, ServiceSpec
 
 __all__ = [
-    "Action", "Event", "NodesChanged", "PartSpec", "PartsDone", "Plan", "PlanModel", "Reply",
-    "Request", "RestartParts", "ServiceSpec", "Start", "StartDone", "StartParts",
-    "StatusFailed", "Stop", "StopDone", "StopParts", "claimed_table", "describe",
-    "from_payload", "plan",
-    "to_payload",
+    "REQUEST_OPS", "Action", "Event", "NodesChanged", "Op", "PartSpec", "PartsDone", "Plan",
+    "PlanModel", "RepetitionGuard", "Reply", "Request", "RestartParts", "ServiceSpec",
+    "Settled", "Start", "StartDone", "StartParts", "StatusFailed", "Stop", "StopDone",
+    "StopParts", "claimed_table", "describe", "from_payload", "plan", "settle", "to_payload",
 ]

@@ -9,7 +9,9 @@ Each decision adds one human sentence to ``Plan.notes`` (logged at INFO).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from .. import codes
@@ -36,6 +38,8 @@ from .events import (
 )
 from .model import PlanModel, ServiceSpec
 from .placement import GOOD, ILLEGAL, Candidate, Placement, best
+
+log = logging.getLogger(__name__)
 
 TRANSITIONAL = (State.STARTING, State.STOPPING)
 MAX_HISTORY = 100  # restart times kept when no max_restarts bounds them
@@ -736,6 +740,110 @@ class _Planner:
         if not stop or ss.state in (State.FAILED, State.UNINITIALIZED):
             self.put(ss.moved(final, self.now, held=stop))
         return self.answer(ev, codes.ESUCCESS)
+
+
+_MASK = (1 << 64) - 1
+
+
+def _service_key(ss: ServiceState) -> int:
+    """A service's state with the clock taken out: transition and restart
+    times become counts (the clock moves on every step; only how many
+    restarts a window holds changes what the planner decides)."""
+    bare = replace(ss, last_transition=0.0, restarts=(), part_restarts=())
+    return hash((bare, len(ss.restarts), tuple((p, len(t)) for p, t in ss.part_restarts)))
+
+
+def _event_key(event: Event) -> int:
+    return hash(replace(event, time=0.0))
+
+
+class RepetitionGuard:
+    """Tells a settle loop (plan, carry out, feed the completions back) that
+    it goes round in circles.
+
+    There is no step limit: a legitimate plan for N services takes N + 1
+    steps or more, whatever N is. A loop that cannot end revisits a state
+    instead, so the guard remembers every state it saw: the table and the
+    events still pending, both without times (the clock moves on every step).
+    Each is kept as a sum of hashes updated by what a step changed, so a step
+    costs O(services it changed + events it added), not O(table).
+    """
+
+    def __init__(self, table: Table) -> None:
+        self._keys = {ss.name: _service_key(ss) for ss in table.services.values()}
+        self._table = sum(self._keys.values()) & _MASK
+        self._pending = 0
+        self._count = 0
+        self._seen: set[tuple[int, int, int]] = set()
+        self.steps = 0
+
+    def queued(self, event: Event) -> None:
+        """``event`` waits to be planned."""
+        self._pending = (self._pending + _event_key(event)) & _MASK
+        self._count += 1
+
+    def repeated(self, planned: Event, p: Plan, queued: Iterable[Event] = ()) -> bool:
+        """``planned`` was planned into ``p`` and ``queued`` events followed;
+        True when the loop is now where it already was (a livelock: logged as
+        an ERROR here, the caller makes it visible in its result)."""
+        self.steps += 1
+        self._pending = (self._pending - _event_key(planned)) & _MASK
+        self._count -= 1
+        for event in queued:
+            self.queued(event)
+        for name in p.changed:
+            key = _service_key(p.table.get(name))
+            self._table = (self._table + key - self._keys.get(name, 0)) & _MASK
+            self._keys[name] = key
+        state = (self._table, self._pending, self._count)
+        if state in self._seen:
+            log.error("planner livelock: after %d steps (the last one planned %s) the table "
+                      "and the pending events are as they were before; the loop would never "
+                      "end", self.steps, describe_event(planned))
+            return True
+        self._seen.add(state)
+        return False
+
+
+def describe_event(event: Event) -> str:
+    """A short name for an event, for log lines."""
+    what = getattr(event, "service", "") or ",".join(getattr(event, "left", ()) +
+                                                     getattr(event, "joined", ()))
+    return f"{event.kind} {what}".strip()
+
+
+@dataclass
+class Settled:
+    """What :func:`settle` ended with."""
+
+    table: Table
+    steps: int
+    livelock: bool = False
+
+
+def settle(model: PlanModel, table: Table, membership: Membership, events: Iterable[Event],
+           complete: Callable[[Action], Event | None],
+           seen: Callable[[Event, Plan], None] | None = None) -> Settled:
+    """Plan ``events``, carry out every action through ``complete`` (which
+    returns its completion, or None), and plan those in turn (FIFO) until
+    nothing is pending or the loop repeats itself (``Settled.livelock``,
+    logged as an ERROR). ``seen`` is shown every step's event and plan."""
+    queue: deque[Event] = deque()
+    guard = RepetitionGuard(table)
+    for event in events:
+        queue.append(event)
+        guard.queued(event)
+    while queue:
+        event = queue.popleft()
+        p = plan(model, table, membership, event)
+        table = p.table
+        if seen is not None:
+            seen(event, p)
+        done = [d for d in (complete(a) for a in p.actions) if d is not None]
+        queue.extend(done)
+        if guard.repeated(event, p, done):
+            return Settled(table, guard.steps, livelock=True)
+    return Settled(table, guard.steps)
 
 
 def claimed_table(table: Table, members: tuple[str, ...], now: float) -> Table:
