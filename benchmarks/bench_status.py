@@ -100,7 +100,8 @@ def sh(*argv: str) -> str:
     except FileNotFoundError:
         raise Skip(f"{argv[0]} not installed") from None
     if p.returncode != 0:
-        raise Skip(f"{' '.join(argv)}: {(p.stderr or p.stdout).strip()[:200]}")
+        why = " / ".join((p.stderr or p.stdout).strip().splitlines()[:2])
+        raise Skip(f"{' '.join(argv)}: {why[:200]}")
     return p.stdout.strip()
 
 

@@ -1,7 +1,12 @@
-"""Run one resource-agent action as a process and report what happened.
+"""Run one resource-agent action and report what happened.
 
-This is the only place where rgmanager-py starts agents, so everything that
-makes agent execution safe lives here:
+This is the only place where rgmanager-py starts agents (actions and
+meta-data alike), so everything that makes agent execution safe lives here.
+Third-party agents run as processes; our own agents (``resource-agents/``)
+run in the persistent agent host (:mod:`rgmanager.agenthost`) with the same
+argv, environment, timeout and crash guarantees, and as processes when
+``RGMANAGER_AGENT_HOST=0``.  :func:`run_program` runs other programs (fence
+agents) under the same rules.  For agent processes:
 
 * argv is always a list (``[agent, action, *extra]``); no shell ever sees a
   resource attribute, so values full of shell metacharacters are harmless.

@@ -52,8 +52,10 @@ BUILTIN_AGENTS = frozenset({"clusterfs", "fs", "ip", "lvm", "netfs", "nfsclient"
 #: Actions served by the ``check`` workers; everything else by ``action`` workers.
 CHECK_ACTIONS = frozenset({"status", "monitor", "meta-data", "metadata", "validate-all"})
 
-#: Workers per kind: two cores, so two checkers; starts and stops may wait on I/O.
-DEFAULT_SIZES: Mapping[str, int] = {"check": 2, "action": 4}
+#: Most workers per kind.  Workers start only when that many calls run at once,
+#: so these are ceilings: a check stuck until its timeout (a dead NFS mount)
+#: must not hold up every other check, and starts and stops wait on I/O.
+DEFAULT_SIZES: Mapping[str, int] = {"check": 4, "action": 4}
 
 #: Set to ``0`` to run every agent as a process (debugging, comparisons).
 ENABLE_VAR = "RGMANAGER_AGENT_HOST"
@@ -265,6 +267,7 @@ class Pool:
         self._busy: dict[str, int] = dict.fromkeys(self.sizes, 0)
         self._all: set[HostWorker] = set()
         self._retired: list[HostWorker] = []
+        self._closed = False
 
     def run(self, call: HostCall, *, timeout: float | None, enforce: bool, kill_grace: float,
             label: str) -> HostOutcome:
@@ -285,6 +288,7 @@ class Pool:
     def close(self) -> None:
         """End idle workers (busy ones end when their call returns to a closed pool)."""
         with self._cond:
+            self._closed = True
             workers = [w for idle in self._idle.values() for w in idle]
             for idle in self._idle.values():
                 idle.clear()
@@ -327,6 +331,8 @@ class Pool:
     def _release(self, kind: str, worker: HostWorker) -> None:
         with self._cond:
             self._busy[kind] -= 1
+            if self._closed:
+                worker.close()
             if worker.usable:
                 self._idle[kind].append(worker)
             else:
