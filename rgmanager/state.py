@@ -169,8 +169,9 @@ class TableIndex:
                 waiting.add(ss.name)
             if ss.queued:
                 queued.add(ss.name)
-            if ss.occupies is not None:
-                occupants.setdefault(ss.occupies, set()).add(ss.name)
+            node = ss.occupies
+            if node is not None:
+                occupants.setdefault(node, set()).add(ss.name)
         return cls(frozenset(waiting), frozenset(queued),
                    MappingProxyType({n: frozenset(v) for n, v in occupants.items()}))
 
