@@ -50,7 +50,7 @@ from .ocf import (
     standard_actions,
 )
 
-log = logging.getLogger("rgmanager.agent.ip")
+log = logging.getLogger(__name__)
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40

@@ -44,7 +44,7 @@ from .ocf import (
     standard_actions,
 )
 
-log = logging.getLogger("rgmanager.agent.lvm")
+log = logging.getLogger(__name__)
 
 DEACTIVATE_TRIES = 3
 

@@ -33,7 +33,7 @@ from .ocf import (
     standard_actions,
 )
 
-log = logging.getLogger("rgmanager.agent.netfs")
+log = logging.getLogger(__name__)
 
 FSTYPES = ("nfs", "nfs4", "cifs")
 MOUNT_TIMEOUT = 120.0

@@ -26,7 +26,7 @@ from .ocf import (
     standard_actions,
 )
 
-log = logging.getLogger("rgmanager.agent.nfsclient")
+log = logging.getLogger(__name__)
 
 SPEC = AgentSpec(
     name="nfsclient",

@@ -27,7 +27,7 @@ from .ocf import (
     standard_actions,
 )
 
-log = logging.getLogger("rgmanager.agent.nfsserver")
+log = logging.getLogger(__name__)
 
 SPEC = AgentSpec(
     name="nfsserver",

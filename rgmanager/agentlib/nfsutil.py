@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from . import syscmd
 from .ocf import OCF_ERR_GENERIC, OCF_ERR_INSTALLED, AgentError, state_dir
 
-log = logging.getLogger("rgmanager.agent.nfsutil")
+log = logging.getLogger(__name__)
 
 NFSD_FS = "/proc/fs/nfsd"
 DEFAULT_THREADS = 8

@@ -33,7 +33,7 @@ from .ocf import (
     standard_actions,
 )
 
-log = logging.getLogger("rgmanager.agent.script")
+log = logging.getLogger(__name__)
 
 #: LSB status exit code -> OCF exit code.
 LSB_STATUS = {0: OCF_SUCCESS, 3: OCF_NOT_RUNNING}

@@ -4,6 +4,8 @@ This is the one place where agent code starts a program.  It goes through
 the ``sh`` package (argument lists, never a shell; exit codes as exceptions;
 timeouts that kill the program) and gives the agents one small, typed
 surface: :func:`run` returns a :class:`Result` or raises :class:`CommandError`.
+Programs whose output goes to a file (``to_file``: init scripts, daemons)
+are started with :mod:`subprocess` instead, for cost (see :func:`run`).
 
 :class:`CommandError` is an :class:`~.ocf.AgentError`, so an agent that lets
 it through ends its action with the right OCF code: a missing program is
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from .ocf import OCF_ERR_GENERIC, OCF_ERR_INSTALLED, AgentError
 from .redact import redact_argv, redact_text
@@ -92,55 +95,35 @@ def run(argv: Sequence[str], *, timeout: float | None = DEFAULT_TIMEOUT, check: 
     ``ok_codes`` raises :class:`CommandError` too; without it any exit status
     is returned for the caller to judge.  ``env`` replaces the environment
     (and its ``PATH`` finds the program); by default the process environment
-    of this moment is inherited.  ``to_file`` sends stdout and stderr to an
-    anonymous file instead of pipes (read back into ``Result.stdout``): a
-    program that leaves a daemon behind (an init script, ``rpc.mountd``)
-    would otherwise keep us waiting for the pipe's end.  ``secrets`` are
-    extra literal strings to mask in error texts.
-    """
-    import sh  # lazily: see the module docstring
+    of this moment is inherited.  ``secrets`` are extra literal strings to
+    mask in error texts.
 
+    ``to_file`` sends stdout and stderr to an anonymous file instead of pipes
+    (read back into ``Result.stdout``): a program that leaves a daemon behind
+    (an init script, ``rpc.mountd``) would otherwise keep us waiting for the
+    pipe's end.  With no pipes to pump, this mode starts the program with
+    :mod:`subprocess` (vfork+exec in C) rather than ``sh`` (a fork of the
+    whole interpreter, Python code in the child, three I/O threads): measured
+    in-process on a trivial LSB status, 1.3 ms CPU against 5.3 ms, and the
+    ``script`` agent pays it on every status check.
+    """
     args = [str(a) for a in argv]
     line = shown(args)
     log.debug("running %s", line)
-    path_env = (env or os.environ).get("PATH", os.defpath)
+    program = shutil.which(args[0], path=(env or os.environ).get("PATH", os.defpath))
+    if program is None:
+        raise CommandError(OCF_ERR_INSTALLED, f"{args[0]} is not installed")
+    codes = set(ok_codes) if check else set(range(256))
     try:
-        program = sh.Command(args[0], search_paths=path_env.split(os.pathsep))
-    except sh.CommandNotFound:
-        raise CommandError(OCF_ERR_INSTALLED, f"{args[0]} is not installed") from None
-    codes = sorted(set(ok_codes)) if check else list(range(256))
-    options: dict[str, Any] = {
-        "_ok_code": codes,
-        "_timeout": timeout,
-        "_tty_out": False,
-        "_return_cmd": True,
-        "_truncate_exc": False,
-    }
-    if env is not None:
-        options["_env"] = dict(env)
-    with open(os.devnull, "rb") as stdin, _output(to_file) as out:
-        options["_in"] = stdin
-        if out is not None:
-            options["_out"] = out
-            options["_err_to_out"] = True
-        try:
-            done = program(*args[1:], **options)
-            result = Result(tuple(args), done.exit_code, _decode(done.stdout),
-                            _decode(done.stderr))
-        except sh.TimeoutException:
-            raise CommandError(OCF_ERR_GENERIC, f"{line} timed out after {timeout:g}s") from None
-        except sh.ErrorReturnCode as err:  # rc not in _ok_code, or killed by signal N (rc -N)
-            result = Result(tuple(args), err.exit_code, _decode(err.stdout),
-                            _decode(err.stderr))
-        except sh.ForkException as err:  # the program could not be executed
-            lines = str(err).strip().splitlines()
-            reason = lines[-1].strip() if lines else "exec failed"
-            raise CommandError(OCF_ERR_GENERIC,
-                               f"cannot run {args[0]}: {redact_text(reason)}") from None
-        if out is not None:
-            out.seek(0)
-            result = Result(result.argv, result.rc,
-                            _decode(out.read(FILE_OUTPUT_LIMIT)), "")
+        if to_file:
+            result = _run_to_file(program, args, timeout, env)
+        else:
+            result = _run_sh(program, args, timeout, env, codes)
+    except _Timeout:
+        raise CommandError(OCF_ERR_GENERIC, f"{line} timed out after {timeout:g}s") from None
+    except _CannotRun as err:
+        raise CommandError(OCF_ERR_GENERIC,
+                           f"cannot run {args[0]}: {redact_text(str(err), secrets)}") from None
     if result.rc != 0:
         log.debug("%s exited %d: %s", args[0], result.rc, redact_text(result.said(), secrets))
     if check and result.rc not in codes:
@@ -149,6 +132,53 @@ def run(argv: Sequence[str], *, timeout: float | None = DEFAULT_TIMEOUT, check: 
     return result
 
 
-def _output(to_file: bool) -> AbstractContextManager[IO[bytes] | None]:
-    """An anonymous file for ``to_file`` mode, else nothing (output goes to pipes)."""
-    return tempfile.TemporaryFile() if to_file else nullcontext()
+class _Timeout(Exception):
+    pass
+
+
+class _CannotRun(Exception):
+    """The program exists but could not be executed (e.g. a bad interpreter line)."""
+
+
+def _run_sh(program: str, args: list[str], timeout: float | None,
+            env: Mapping[str, str] | None, codes: set[int]) -> Result:
+    """Through ``sh``: output captured from pipes, exit status outside ``codes``
+    reported by ``sh`` as ErrorReturnCode (death by signal N as rc -N)."""
+    import sh  # lazily: see the module docstring
+
+    options: dict[str, Any] = {
+        "_ok_code": sorted(codes),
+        "_timeout": timeout,
+        "_tty_out": False,  # sh's default is a pseudo-terminal; programs would see a tty
+        "_return_cmd": True,
+        "_truncate_exc": False,
+    }
+    if env is not None:
+        options["_env"] = dict(env)
+    with open(os.devnull, "rb") as stdin:
+        try:
+            done = sh.Command(program)(*args[1:], _in=stdin, **options)
+        except sh.TimeoutException:
+            raise _Timeout() from None
+        except sh.ErrorReturnCode as err:
+            return Result(tuple(args), err.exit_code, _decode(err.stdout), _decode(err.stderr))
+        except sh.ForkException as err:
+            lines = str(err).strip().splitlines()
+            raise _CannotRun(lines[-1].strip() if lines else "exec failed") from None
+    return Result(tuple(args), done.exit_code, _decode(done.stdout), _decode(done.stderr))
+
+
+def _run_to_file(program: str, args: list[str], timeout: float | None,
+                 env: Mapping[str, str] | None) -> Result:
+    """Output (stdout and stderr) to an anonymous file, read back afterwards."""
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.run([program, *args[1:]], stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=timeout,
+                                  env=None if env is None else dict(env), check=False)
+        except subprocess.TimeoutExpired:
+            raise _Timeout() from None
+        except OSError as err:
+            raise _CannotRun(str(err)) from None
+        out.seek(0)
+        return Result(tuple(args), proc.returncode, _decode(out.read(FILE_OUTPUT_LIMIT)), "")
