@@ -121,10 +121,10 @@ def tree_cpu(root: int) -> float:
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        st = stats.get(pid)
-        if st is None:
+        found = stats.get(pid)
+        if found is None:
             continue
-        total += st.own + st.reaped
+        total += found.own + found.reaped
         stack.extend(kids.get(pid, ()))
     return total / TICK
 
