@@ -35,13 +35,14 @@ sleep until the first -- is a heap and one thread.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .agents.rules import ActionRule
@@ -213,6 +214,8 @@ class Monitor:
             self._thread = threading.Thread(target=self._timer, name="rg-status-timer",
                                              daemon=True)
             self._thread.start()
+            for service in self._watched - self._running - self._waiting.keys():
+                self._push(service, self.clock(), self.next_due is None)  # after a shutdown
 
     def shutdown(self) -> None:
         """Stop scheduling; checks already running finish on their own."""
@@ -285,7 +288,15 @@ class Monitor:
                 del self._waiting[service]
                 self._running.add(service)
                 assert self._pool is not None
-                self._pool.submit(self._run, service, due, tick)
+                future = self._pool.submit(self._run, service, due, tick)
+                future.add_done_callback(functools.partial(self._done, service))
+
+    def _done(self, service: str, future: Future[None]) -> None:
+        """A turn dropped by ``shutdown`` before it ran is not running any more
+        (so a later ``start`` schedules the service again)."""
+        if future.cancelled():
+            with self._cv:
+                self._running.discard(service)
 
     def _run(self, service: str, due: float, tick: bool) -> None:
         """One service's turn on a worker: check (if ``tick``), then requeue."""

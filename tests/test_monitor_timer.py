@@ -257,3 +257,30 @@ def test_next_due_is_exactly_when_check_next_runs_something(
         assert (len(ran) > before) == (due is not None and clock.t >= due)
         if due is not None and clock.t >= due:
             assert checker.next_due(top, parts) > clock.t  # type: ignore[operator]
+
+
+def test_a_restarted_monitor_resumes_every_watched_service(made: list[Monitor]) -> None:
+    """shutdown drops turns still queued for a worker; start schedules them
+    again (nothing stays marked as running for ever)."""
+    gate, holding = threading.Event(), threading.Event()
+    ticks: list[str] = []
+
+    def tick(service: str) -> None:
+        if service == "service:a":
+            holding.set()
+            gate.wait(10)
+        ticks.append(service)
+
+    now = time.monotonic()
+    mon = Monitor(10, tick, next_due=lambda s: now, workers=1)
+    made.append(mon)
+    mon.start()
+    mon.watch("service:a")
+    mon.watch("service:b")  # queued behind a, which holds the only worker
+    assert wait_for(lambda: holding.is_set() and mon.due("service:b") is None, timeout=5)
+    mon.shutdown()
+    gate.set()
+    assert wait_for(lambda: "service:a" in ticks, timeout=5)
+    assert "service:b" not in ticks
+    mon.start()
+    assert wait_for(lambda: "service:b" in ticks, timeout=5)
