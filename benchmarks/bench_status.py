@@ -142,8 +142,7 @@ def _worker_cpu(pid: int) -> float:
 def tree_cpu() -> tuple[float, dict[int, float]]:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    pool = executor._host  # only the live pool's workers: do not start one to ask
-    workers = {pid: _worker_cpu(pid) for pid in (pool.worker_pids() if pool else [])}
+    workers = {pid: _worker_cpu(pid) for pid in executor.host_worker_pids()}
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, workers
 
 

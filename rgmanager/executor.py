@@ -487,6 +487,13 @@ def host_pool() -> agent_host.Pool:
         return _host
 
 
+def host_worker_pids() -> list[int]:
+    """The agent host's live workers, without starting any (CPU accounting)."""
+    with _host_lock:
+        pool = _host
+    return pool.worker_pids() if pool is not None else []
+
+
 def close_host_pool() -> None:
     """End the host's idle workers (tests, shutdown); the next call starts new ones."""
     global _host

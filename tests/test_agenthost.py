@@ -416,3 +416,31 @@ def test_frames_survive_any_chunking(messages: list[dict[str, object]], cuts: li
         while (frame := reader.frame()) is not None:
             out.append(frame)
     assert out == messages
+
+
+_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+_values = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
+                  max_size=20)
+
+
+@pytest.fixture(scope="module")
+def small_pool() -> Iterator[agent_host.Pool]:
+    pool = agent_host.Pool(env=executor.base_env(), sizes={"check": 1, "action": 1})
+    yield pool
+    pool.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=st.dictionaries(_names, _values, max_size=6),
+       second=st.dictionaries(_names, _values, max_size=6))
+def test_each_call_sees_exactly_its_own_environment(
+        small_pool: agent_host.Pool, first: dict[str, str], second: dict[str, str]) -> None:
+    """Any parameters: the agent's environment is build_env's, never the last call's."""
+    path = REPO / "tests" / "standin-not-a-file"
+    for params in (first, second):
+        req = request(path, "status", params=params)
+        call = agent_host.HostCall(module=THIS_MODULE, argv=[str(path), "status"],
+                                   env=executor.build_env(req))
+        got = small_pool.run(call, timeout=10, enforce=True, kill_grace=1, label="env")
+        line = next(ln for ln in got.output.splitlines() if ln.startswith("{"))
+        assert json.loads(line)["env"] == executor.build_env(req)
