@@ -2,8 +2,17 @@
 
 Every node runs this on the same ordered events and gets the same answer;
 each node then carries out only the actions addressed to it. The daemon and
-``rg_test simulate`` call the same function, so a dry run tells the truth.
-Each decision adds one human sentence to ``Plan.notes`` (logged at INFO).
+the dry run (``rg_test simulate``) call the same function, so a dry run tells
+the truth. Each decision adds one human sentence to ``Plan.notes`` (logged
+at INFO).
+
+Cost: a step edits a :class:`~rgmanager.state.TableDraft`, whose index says
+which services wait to be placed, which have queued requests and who occupies
+each node, so a step costs what it changes and decides (a candidate check is
+O(1), placing N services on M nodes O(N x M)) plus one copy of the name ->
+state map; only a membership change looks at every service. A caller that
+feeds completions back (:func:`settle`) has no step limit: a loop that
+cannot end is caught by :class:`RepetitionGuard` when a state repeats.
 """
 
 from __future__ import annotations
