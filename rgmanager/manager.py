@@ -151,6 +151,7 @@ class Manager:
         self._reloads: dict[int, _ReloadWork] = {}
         self._held_for: int | None = None  # delivered version we have not loaded
         self._held: list[Delivery] = []
+        self._quiescing = False  # stopping after ClusterLost: deliveries held
         self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick) \
             if monitor else None
 
@@ -297,8 +298,10 @@ class Manager:
         if isinstance(delivery, ClusterLost):
             self._cluster_lost(delivery)
             return
-        if self._held_for is not None:
-            self._held.append(delivery)  # waiting for a config version (see module doc)
+        if self._held_for is not None or self._quiescing:
+            # Waiting for a config version (see the module docstring) or for
+            # the stops after a lost cluster to finish.
+            self._held.append(delivery)
             return
         if isinstance(delivery, MembershipChange):
             self.replica.membership_change(delivery)
@@ -312,6 +315,14 @@ class Manager:
         event = from_payload(dict(payload))
         self.replica.last_time = max(self.replica.last_time, event.time)
         self._apply(event)
+
+    def _replay(self, held: list[Delivery]) -> None:
+        """Deliver what was held, in order (under the lock)."""
+        for d in held:
+            try:
+                self._deliver_locked(d)
+            except Exception:  # as in _deliver: one bad delivery must not stop the rest
+                log.exception("failed to handle held delivery %r", d)
 
     def _apply(self, event: Event) -> None:
         result: Plan = plan(self.model, self.table, self.membership, event)
@@ -335,7 +346,10 @@ class Manager:
                 self.monitor.unwatch(ss.name)
 
     def _cluster_lost(self, lost: ClusterLost) -> None:
-        """corosync went away: stop what we own at once, forget the table."""
+        """corosync went away: stop what we own at once, forget the table.
+
+        Until those stops are done, later deliveries (the rejoin, the table)
+        are held, so nothing is started again under a stop still running."""
         mine = [s.name for s in self.table if s.owner == self.node
                 and s.state in RUNNING_STATES]
         log.critical("lost the cluster (%s): stopping %d service(s) here at once; this node "
@@ -346,7 +360,17 @@ class Manager:
         self._held_for, self._held = None, []
         self._update_watches()
         if mine:
-            self._submit_thread(self._stop_services, mine, "cluster lost")
+            self._quiescing = True
+            self._submit_thread(self._stop_after_loss, mine)
+
+    def _stop_after_loss(self, names: list[str]) -> None:
+        try:
+            self._stop_services(names, "cluster lost")
+        finally:
+            with self.lock:
+                self._quiescing = False
+                held, self._held = self._held, []
+                self._replay(held)
 
     def _submit_thread(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn`` on a thread of its own (it uses the pool itself), counted
@@ -645,8 +669,7 @@ class Manager:
         assert version is not None
         held, self._held, self._held_for = self._held, [], None
         self._switch(self._configs[version])
-        for d in held:
-            self._deliver_locked(d)  # a later unknown version holds the rest again
+        self._replay(held)  # a later unknown version holds the rest again
 
     def _switch(self, new: Loaded) -> None:
         """Change models at this point of the stream (under the lock)."""
