@@ -433,3 +433,21 @@ def test_older_or_equal_config_version_is_refused(make: Make,
                      .replace('config_version="1"', 'config_version="0"'))
     with pytest.raises(ReloadRefused):
         m.reload(load(older, RULES))
+
+
+def test_channel_back_before_the_stops_finish(make: Make) -> None:
+    """corosync comes back at once: the rejoin waits for the stops of the
+    lost services, then the node takes the table like any newcomer."""
+    c = make(svc("web", make.lsb) + svc("db", make.lsb))
+    owners = {n: c.table()[f"service:{n}"][1] for n in ("web", "db")}
+    lost = owners["web"]
+    assert lost is not None
+    c.net.lose_channel(lost)
+    c.net.restore_channel(lost)
+    c.settle()
+    tables = [c.table(n) for n in NODES]
+    assert tables[0] == tables[1] == tables[2]
+    for name in ("web", "db"):
+        state, owner = tables[0][f"service:{name}"]
+        assert state == "started" and c.running_on(name) == [owner]
+    assert c.managers[lost].synced and c.managers[lost].held_for is None
