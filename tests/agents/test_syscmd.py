@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -123,10 +124,12 @@ def test_repeated_calls_leak_no_descriptors() -> None:
     """An agent host calls this many times in one process."""
     run(["true"])
     before = len(os.listdir("/proc/self/fd"))
+    threads = threading.active_count()
     for _ in range(30):
         run(["sh", "-c", "echo x; exit 1"])
         run(["true"], to_file=True)
     assert len(os.listdir("/proc/self/fd")) <= before
+    assert threading.active_count() <= threads  # sh's I/O threads end with the call
 
 
 @settings(max_examples=25, deadline=None)
