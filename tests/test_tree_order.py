@@ -263,3 +263,20 @@ def test_action_override_on_ref(write_conf: WriteConf, rules: RuleSet) -> None:
 <service name="s"><fs ref="r"><action name="status" depth="*" interval="7"/></fs></service>""")
     node = forest.find("fs", "r")[0]
     assert {a.interval for a in node.status_actions()} == {7}
+
+
+def test_node_action_is_the_one_lookup(write_conf: WriteConf, rules: RuleSet) -> None:
+    """Node.action (the only action lookup; the rule has none): the action at the
+    asked depth, else the first of that name; overrides on this use count."""
+    forest = _forest(write_conf, rules, """
+<resources><fs name="r" mountpoint="/r" device="/dev/r"/></resources>
+<service name="s"><fs ref="r"><action name="status" depth="10" timeout="99"/></fs>
+<fs name="i" mountpoint="/i" device="/dev/i"/></service>""")
+    used, plain = forest.find("fs", "r")[0], forest.find("fs", "i")[0]
+    assert not hasattr(used.rule, "action")
+    status10 = used.action("status", 10)
+    assert status10 is not None and (status10.depth, status10.timeout) == (10, 99)
+    assert plain.action("status", 10).timeout == 20  # type: ignore[union-attr]
+    status_any = plain.action("status", 5)  # no depth 5: the first status
+    assert status_any is not None and (status_any.depth, status_any.interval) == (0, 30)
+    assert plain.action("reconfig") is None
