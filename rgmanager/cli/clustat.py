@@ -22,7 +22,7 @@ from typing import Any
 
 from lxml import etree
 
-from .. import __version__, control
+from .. import __version__, codes, control
 
 PROG = "clustat"
 XML_VERSION = "4.1.1"  # the format version rgmanager's clustat wrote; consumers check it
@@ -388,8 +388,8 @@ def not_running_message(error: object = None) -> str:
 
 def _fetch(o: Options) -> dict[str, Any]:
     reply = control.request({"op": "status"}, timeout=o.timeout)
-    if reply["code"] != control.SUCCESS:
-        raise _Failed(reply.get("text") or control.strerror(reply["code"]))
+    if reply["code"] != codes.ESUCCESS:
+        raise _Failed(reply.get("text") or codes.strerror(reply["code"]))
     return reply
 
 
