@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rgmanager.loader import load
 from rgmanager.tree import Node, start_order, stop_order
+from rgmanager.tree.delta import diff
 
 from .conftest import HEADER
 from .seed_rules import seed_rules
@@ -27,7 +28,9 @@ shapes = st.recursive(
 )
 
 
-def _xml(shape: Shape, parent: str, counter: itertools.count) -> str:  # type: ignore[type-arg]
+def _xml(shape: Shape, parent: str, counter: itertools.count,  # type: ignore[type-arg]
+         mark: int = -1) -> str:
+    """The element for ``shape``; node number ``mark`` gets ``__max_failures="3"``."""
     type_, children = shape
     parent_rule = RULES[parent]
     child_rule = parent_rule.child(type_)
@@ -43,7 +46,9 @@ def _xml(shape: Shape, parent: str, counter: itertools.count) -> str:  # type: i
         "nfsclient": f'name="nc{i}" target="t{i}"',
         "script": f'name="s{i}" file="/s{i}"',
     }.get(type_, f'name="{type_[0]}{i}"')
-    inner = "".join(_xml(c, type_, counter) for c in children)
+    if i == mark:
+        attrs += ' __max_failures="3"'
+    inner = "".join(_xml(c, type_, counter, mark) for c in children)
     return f"<{type_} {attrs}>{inner}</{type_}>"
 
 
@@ -93,3 +98,33 @@ def test_stop_order_reverses_start_dependencies(children: list[Shape]) -> None:
     for phase, pos in (("start", spos), ("stop", tpos)):
         for x, y in _sibling_constraints(svc, phase):
             assert max(pos[i] for i in _descendants(x)) < min(pos[i] for i in _descendants(y))
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(shapes, min_size=1, max_size=5), st.data())
+def test_delta_restarts_exactly_a_changed_subtree(children: list[Shape], data: st.DataObject
+                                                  ) -> None:
+    """The same text gives an empty delta; a flag changed on one node stops exactly
+    its subtree (in stop order) and starts it again (in start order), nothing else."""
+    def text(mark: int) -> str:
+        counter = itertools.count()
+        body = "".join(_xml(c, "service", counter, mark) for c in children)
+        return HEADER + f'<rm><service name="s">{body}</service></rm></cluster>'
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "cluster.conf"
+        path.write_text(text(-1))
+        old = load(path, RULES).forest
+        assert diff(old, load(path, RULES).forest).empty
+        nodes = list(old.services[0].walk())[1:]  # in the order _xml numbered them
+        k = data.draw(st.integers(0, len(nodes) - 1))
+        path.write_text(text(k))
+        new = load(path, RULES).forest
+    target = nodes[k]
+    (sd,) = diff(old, new).services_changed
+    assert sd.stop == [n.name for n in stop_order(target)]
+    new_target = list(new.services[0].walk())[1:][k]
+    assert new_target.path == target.path and new_target.max_failures == 3
+    assert sd.start == [n.name for n in start_order(new_target)]
+    assert sd.reconfig == []
