@@ -5,7 +5,7 @@ from __future__ import annotations
 from rgmanager.agents.discovery import RuleSet
 from rgmanager.agents.rules import ChildRule
 from rgmanager.loader import load
-from rgmanager.tree import Forest, start_order, stop_order
+from rgmanager.tree import Forest, Node, start_order, stop_order
 
 from .conftest import WriteConf
 from .seed_rules import NAME, P, rule, seed_rules
@@ -15,7 +15,7 @@ def _forest(write_conf: WriteConf, rules: RuleSet, rm: str) -> Forest:
     return load(write_conf(rm), rules).forest
 
 
-def names(nodes: list) -> list[str]:  # type: ignore[type-arg]
+def names(nodes: list[Node]) -> list[str]:
     return [n.name for n in nodes]
 
 

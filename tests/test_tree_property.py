@@ -21,14 +21,14 @@ TYPES = ["lvm", "fs", "clusterfs", "netfs", "nfsexport", "nfsclient", "ip", "smb
          "apache", "mysql", "nfsserver"]
 
 Shape = tuple[str, list["Shape"]]
-shapes = st.recursive(
+shapes: st.SearchStrategy[Shape] = st.recursive(
     st.tuples(st.sampled_from(TYPES), st.just([])),
     lambda inner: st.tuples(st.sampled_from(TYPES), st.lists(inner, max_size=5)),
     max_leaves=25,
 )
 
 
-def _xml(shape: Shape, parent: str, counter: itertools.count,  # type: ignore[type-arg]
+def _xml(shape: Shape, parent: str, counter: itertools.count[int],
          mark: int = -1) -> str:
     """The element for ``shape``; node number ``mark`` gets ``__max_failures="3"``."""
     type_, children = shape
