@@ -160,12 +160,29 @@ def _resolve_tag(spec: str) -> str | None:
     return link if os.path.exists(link) else None
 
 
-def resolve_device(spec: str) -> Device:
-    """Find the configured device now; a missing one has ``path=None``."""
+#: The device path blkid last gave for each LABEL=/UUID=... spec in this process
+#: (an agent host asks again every few seconds).  Used only by status, and only
+#: to confirm a healthy mount: anything else is judged on a fresh blkid.
+_tag_paths: dict[str, str] = {}
+
+
+def resolve_device(spec: str, *, remembered: bool = False) -> Device:
+    """Find the configured device now; a missing one has ``path=None``.
+
+    ``remembered``: a LABEL=/UUID= spec may use the device blkid named last
+    time (if that still exists) instead of running blkid (a fork, milliseconds).
+    """
     path: str | None = spec
     if spec.upper().startswith(TAG_PREFIXES):
         key, _, value = spec.partition("=")
-        path = _resolve_tag(f"{key.upper()}={value}")
+        tag = f"{key.upper()}={value}"
+        path = _tag_paths.get(tag) if remembered else None
+        if path is None or not os.path.exists(path):
+            path = _resolve_tag(tag)
+            if path is None:
+                _tag_paths.pop(tag, None)
+            else:
+                _tag_paths[tag] = path
     if path is None or not os.path.exists(path):
         return Device(spec, None, False, frozenset())
     path = os.path.realpath(path)
@@ -207,9 +224,9 @@ class MountFs:
 
     # -- inspection ---------------------------------------------------------
 
-    def state(self) -> tuple[Device, Mount | None, Mount | None]:
+    def state(self, *, remembered: bool = False) -> tuple[Device, Mount | None, Mount | None]:
         """(device, our mount at the mountpoint or None, whatever is on top there)."""
-        device = resolve_device(self.spec)
+        device = resolve_device(self.spec, remembered=remembered)
         mounts = read_mounts()
         ours = None
         for m in mounts:
@@ -286,7 +303,9 @@ class MountFs:
         return self._unmount_failed()
 
     def status(self) -> int:
-        _, ours, top = self.state()
+        _, ours, top = self.state(remembered=True)
+        if ours is None or top is not ours:
+            _, ours, top = self.state()  # judge a mismatch only on a fresh lookup
         if ours is None:
             what = f"{top.source} is mounted there instead" if top else "nothing is mounted"
             raise AgentError(OCF_NOT_RUNNING,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+
+from rgmanager.agentlib import fs, mountfs, ocf
 
 from ._helpers_fs import FsLab, loops_for, metadata, mounted_on, unique_label, wait_dead
 from .conftest import RunAgent, needs_root, ocf_tester
@@ -67,6 +70,43 @@ def test_fs_label_and_force_fsck(lab: FsLab, run_agent: RunAgent) -> None:
     assert run_agent("fs", "status", check_level=10, **p).rc == 0
     assert run_agent("fs", "stop", **p).rc == 0
     assert run_agent("fs", "status", **p).rc == 7
+
+
+def test_fs_label_status_in_one_process_runs_blkid_only_when_needed(
+        lab: FsLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In an agent host a healthy LABEL= status is confirmed from the device blkid
+    named before; anything else (here: unmounted behind its back) gets a fresh blkid."""
+    label = unique_label()
+    dev = lab.attach(lab.image(label=label))
+    mp = lab.mountpoint()
+    real = mountfs._resolve_tag
+    deadline = time.monotonic() + 10  # a loop device just attached: until blkid sees it
+    while real(f"LABEL={label}") != dev and time.monotonic() < deadline:
+        time.sleep(0.05)
+    calls: list[str] = []
+
+    def counting(spec: str) -> str | None:
+        calls.append(spec)
+        return real(spec)
+
+    monkeypatch.setattr(mountfs, "_resolve_tag", counting)
+    monkeypatch.setattr(mountfs, "_tag_paths", {})
+    env = {f"OCF_RESKEY_{k}": v for k, v in fs_params(f"LABEL={label}", mp).items()}
+
+    def agent() -> mountfs.MountFs:
+        return mountfs.MountFs(fs.KIND, ocf.Params(fs.SPEC, env))
+
+    assert agent().start() == 0
+    assert mounted_on(mp) == [dev]
+    resolved = len(calls)
+    for _ in range(5):
+        assert agent().status() == 0
+    assert len(calls) == resolved
+    subprocess.run(["umount", str(mp)], check=True)
+    with pytest.raises(ocf.AgentError) as err:
+        agent().status()
+    assert err.value.rc == ocf.OCF_NOT_RUNNING
+    assert len(calls) == resolved + 1
 
 
 def test_fs_xfs(lab: FsLab, run_agent: RunAgent) -> None:
