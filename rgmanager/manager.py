@@ -24,6 +24,15 @@ saying so at ERROR each time it checks. We chose this over applying "the
 newest model this node has", which would let two planners disagree, and
 over stopping the node, which would stop services that are fine.
 
+A joining node meets the same question: the table it is sent was planned
+under the sender's version (the snapshot says which). An older newcomer
+holds, as above, until it has loaded that version. A newer newcomer cannot
+plan under the older one, so it proposes its own version and asks for a
+table planned under it (``want_table``): the members switch at that message
+(or hold until they have loaded it) and the coordinator then sends the
+table from that point; until it arrives the newcomer plans nothing and
+never claims a table of its own.
+
 Losing the channel (``ClusterLost``, corosync gone) stops every service
 this node owns at once — it can no longer prove it owns them — logged at
 CRITICAL; the node then rejoins as a fresh member when the backend is back.
@@ -67,7 +76,7 @@ from .planner import (
     plan,
     to_payload,
 )
-from .replica import TableReplica
+from .replica import SNAPSHOT, TableReplica
 from .state import RUNNING_STATES, State, Table, service_name
 from .status_view import StatusView, status_view
 from .tree.delta import diff
@@ -129,7 +138,8 @@ class Manager:
         self.lock = threading.RLock()  # guards table/model/membership
         self.replica = TableReplica(self.node, cluster, self.lock,
                                     order_key=lambda n: self.model.nodeid(n),
-                                    apply=self._apply, replay=self._deliver_locked)
+                                    apply=self._apply, replay=self._deliver_locked,
+                                    config_version=lambda: self.loaded.config.config_version)
         self.service_locks: dict[str, threading.Lock] = {}
         # Actions for one service run one after another in the order the
         # planner asked for them (a start, then the emergency stop that
@@ -152,6 +162,7 @@ class Manager:
         self._held_for: int | None = None  # delivered version we have not loaded
         self._held: list[Delivery] = []
         self._quiescing = False  # stopping after ClusterLost: deliveries held
+        self._want_table: list[str] = []  # newcomers to send the table once switched
         self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick) \
             if monitor else None
 
@@ -306,7 +317,7 @@ class Manager:
         if isinstance(delivery, MembershipChange):
             self.replica.membership_change(delivery)
             return
-        if self.replica.takes(delivery):
+        if self._version_business(delivery) or self.replica.takes(delivery):
             return
         payload = delivery.payload
         if payload.get("kind") == CONFIG:
@@ -357,7 +368,7 @@ class Manager:
                      "the cluster is back", lost.reason, len(mine))
         self.generation += 1  # starts queued before this are dropped
         self.replica.lost()
-        self._held_for, self._held = None, []
+        self._held_for, self._held, self._want_table = None, [], []
         self._update_watches()
         if mine:
             self._quiescing = True
@@ -643,6 +654,20 @@ class Manager:
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring a malformed config message from %s", msg.sender)
             return
+        self._config_version_delivered(msg, version)
+        want = [str(n) for n in msg.payload.get("want_table", ())]
+        if not want:
+            return
+        if self._held_for == version:
+            self._want_table = want  # sent once switched (in _release_held)
+        else:  # a newcomer waits for a table planned under this version
+            self._send_table_to(want)
+
+    def _send_table_to(self, want: list[str]) -> None:
+        holders = [n for n in self.membership.members if n not in want]
+        self.replica.send_table(want, holders)
+
+    def _config_version_delivered(self, msg: Message, version: int) -> None:
         current = self.loaded.config.config_version
         if version <= current:
             log.warning("config_version %d from %s refused: not higher than %d in force",
@@ -656,19 +681,57 @@ class Manager:
                 work.done.set()
             return
         if version not in self._configs:
-            self._held_for = version
-            log.warning("%s switched the cluster to config_version %d, which this node has "
-                        "not loaded: holding every delivery until it has", msg.sender, version)
-            if self.on_config_needed is not None:
-                self.on_config_needed(version)
+            self._hold(version, [], f"{msg.sender} switched the cluster to")
             return
         self._switch(self._configs[version])
+
+    def _hold(self, version: int, held: list[Delivery], why: str) -> None:
+        """Hold every delivery (from ``held`` on) until ``version`` is loaded here."""
+        self._held_for, self._held = version, held
+        log.warning("%s config_version %d, which this node has not loaded: holding every "
+                    "delivery until it has", why, version)
+        if self.on_config_needed is not None:
+            self.on_config_needed(version)
+
+    def _version_business(self, delivery: Delivery) -> bool:
+        """A newcomer's table and its config version (see the module docstring):
+        True if ``delivery`` was dealt with here."""
+        if self.synced or not isinstance(delivery, Message):
+            return False
+        payload = delivery.payload
+        if payload.get("kind") == CONFIG and self.node in payload.get("want_table", ()):
+            # Our own call for a table planned under our version: the table
+            # will come from this point, so what we buffered is covered.
+            self.replica.restart_buffer()
+            return True
+        if payload.get("kind") != SNAPSHOT or self.node not in payload.get("for", ()):
+            return False
+        theirs = payload.get("config_version")
+        mine = self.loaded.config.config_version
+        if not isinstance(theirs, int) or theirs == mine:
+            return False
+        self.replica.table_elsewhere = True  # never claim: the members hold a table
+        if theirs > mine:
+            if theirs in self._configs:
+                self._switch(self._configs[theirs])
+                return False
+            self._hold(theirs, [delivery], f"{delivery.sender} sent the table under")
+            return True
+        log.warning("%s sent the table under config_version %d, older than this node's %d: "
+                    "proposing %d and waiting for a table planned under it", delivery.sender,
+                    theirs, mine, mine)
+        self.replica.restart_buffer()
+        self.cluster.broadcast({"kind": CONFIG, "version": mine, "want_table": [self.node]})
+        return True
 
     def _release_held(self) -> None:
         version = self._held_for
         assert version is not None
         held, self._held, self._held_for = self._held, [], None
         self._switch(self._configs[version])
+        want, self._want_table = self._want_table, []
+        if want:
+            self._send_table_to(want)
         self._replay(held)  # a later unknown version holds the rest again
 
     def _switch(self, new: Loaded) -> None:
@@ -701,8 +764,10 @@ class Manager:
         if not todo:
             self._finish_reload(work)
         # Place added services under the new model, at this same point of every
-        # member's stream (no extra message needed).
-        self._apply(NodesChanged(self.last_time))
+        # member's stream (no extra message needed). A node without a current
+        # table plans nothing: it will take the table from a member.
+        if self.synced:
+            self._apply(NodesChanged(self.last_time))
 
     def _reconfigure(self, item: _Reconfigure) -> None:
         """Carry out one service's part of a reload (on the pool, in its queue)."""

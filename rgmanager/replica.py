@@ -16,6 +16,9 @@ stream. That start is what this module is about:
   runs on the members, and ordering makes everyone agree on it.
 - Losing the channel (``ClusterLost``) makes this node a fresh member: empty
   table, waiting for a snapshot after it rejoins.
+- A snapshot carries the config version its table was planned under; the
+  manager deals with a newcomer whose version differs (see ``manager``),
+  and asks for a table at a point of its choosing with ``send_table``.
 
 What the events *mean* is the planner's business; the manager is told which
 deliveries to plan (``apply``) and which to replay (``replay``).
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .cluster.base import Cluster, Delivery, Membership, MembershipChange, Message
 from .planner import Event, NodesChanged, claimed_table
@@ -46,13 +49,15 @@ class TableReplica:
 
     def __init__(self, node: str, cluster: Cluster, lock: threading.RLock, *,
                  order_key: Callable[[str], int], apply: Callable[[Event], None],
-                 replay: Callable[[Delivery], None]) -> None:
+                 replay: Callable[[Delivery], None],
+                 config_version: Callable[[], int] = lambda: 0) -> None:
         self.node = node
         self.cluster = cluster
         self.lock = lock
         self.order_key = order_key  # node id of a name (the coordinator is the lowest)
         self.apply = apply
         self.replay = replay
+        self.config_version = config_version
         self.table = Table()
         self.membership = Membership((), False)
         self.last_time = 0.0
@@ -61,6 +66,9 @@ class TableReplica:
         self.claim_timer: threading.Timer | None = None
         self.claim_after = 5.0  # seconds without a table sender before claiming
         self.active = True  # False once the manager stopped or was killed
+        # A member holding the table answered us (with a table we could not
+        # take yet): never claim our own then.
+        self.table_elsewhere = False
 
     # -- deliveries ---------------------------------------------------------------
     def takes(self, msg: Message) -> bool:
@@ -84,11 +92,10 @@ class TableReplica:
             return
         if me_joined:
             self.synced = True  # first member: the table we hold is the table
-        if mc.joined and self.synced and old and min(old, key=self.order_key) == self.node:
+        if mc.joined and self.synced and old:
             # The coordinator (lowest id of those who hold the table) sends it,
             # ordered right after the join, to the newcomers.
-            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(mc.joined),
-                                    "table": self.table.to_json(), "time": self.last_time})
+            self.send_table(mc.joined, old)
         if not self.synced:
             self.buffer.append(mc)
             if mc.membership.quorate:
@@ -105,12 +112,25 @@ class TableReplica:
             return
         self.apply(NodesChanged(self.last_time, mc.joined, mc.left))
 
+    def send_table(self, to: Sequence[str], holders: Sequence[str]) -> None:
+        """If this node is the coordinator among ``holders`` (members that hold
+        the table), broadcast it for ``to``, ordered at this point."""
+        if self.synced and holders and min(holders, key=self.order_key) == self.node:
+            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(to),
+                                    "table": self.table.to_json(), "time": self.last_time,
+                                    "config_version": self.config_version()})
+
+    def restart_buffer(self) -> None:
+        """Forget what was buffered: a table from a later point will cover it."""
+        self.buffer = []
+
     def lost(self) -> None:
         """The channel is gone: forget the table; rejoin later as a fresh member."""
         self._cancel_claim()
         self.table = Table()
         self.membership = Membership((), False, self.membership.epoch)
         self.synced = False
+        self.table_elsewhere = False
         self.buffer = []
 
     def stop(self) -> None:
@@ -139,7 +159,7 @@ class TableReplica:
 
     def _claim(self) -> None:
         with self.lock:
-            if self.synced or not self.active:
+            if self.synced or not self.active or self.table_elsewhere:
                 return
             if not self.membership.quorate:
                 # An inquorate node's table is never authoritative: a claim
@@ -150,7 +170,8 @@ class TableReplica:
             if not members or min(members, key=self.order_key) != self.node:
                 return
             self.cluster.broadcast({"kind": SNAPSHOT, "for": list(members), "claim": True,
-                                    "table": self.table.to_json(), "time": self.last_time})
+                                    "table": self.table.to_json(), "time": self.last_time,
+                                    "config_version": self.config_version()})
 
     def _snapshot(self, msg: Message) -> None:
         if self.synced or self.node not in msg.payload.get("for", ()):
@@ -160,6 +181,7 @@ class TableReplica:
         if msg.payload.get("claim"):
             self.table = claimed_table(self.table, self.membership.members, self.last_time)
         self.synced = True
+        self.table_elsewhere = False
         self._cancel_claim()
         buffered, self.buffer = self.buffer, []
         log.info("received the service table from %s (%d services)", msg.sender,

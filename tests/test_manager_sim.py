@@ -8,7 +8,7 @@ sim backend is the legitimate stand-in for several hosts in one process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -451,3 +451,61 @@ def test_channel_back_before_the_stops_finish(make: Make) -> None:
         state, owner = tables[0][f"service:{name}"]
         assert state == "started" and c.running_on(name) == [owner]
     assert c.managers[lost].synced and c.managers[lost].held_for is None
+
+
+def _reload_all(c: Cluster3, new: Path, nodes: Sequence[str]) -> None:
+    for n in nodes:
+        _in_thread(c, partial(c.managers[n].reload, load(new, RULES)))
+
+
+def _conf_v2(make: Make, tmp_path: Path) -> Path:
+    conf2 = tmp_path / "cluster2.conf"
+    conf2.write_text(cluster_conf(svc("web", make.lsb) + svc("extra", make.lsb), nodes=3)
+                     .replace('config_version="1"', 'config_version="2"'))
+    return conf2
+
+
+def test_newcomer_with_an_older_config_holds_until_it_has_the_clusters(
+        make: Make, tmp_path: Path) -> None:
+    c = make(svc("web", make.lsb))
+    conf2 = _conf_v2(make, tmp_path)
+    c.managers.pop("node3").shutdown(stop_services=True)
+    c.settle()
+    _reload_all(c, conf2, ["node1", "node2"])
+    m3 = Manager(c.loaded, c.net.node("node3"), monitor=False,  # still version 1
+                 extra_env={"HA_RSCTMP": str(c.dir("node3"))})
+    needed: list[int] = []
+    m3.on_config_needed = needed.append
+    c.managers["node3"] = m3
+    m3.start()
+    c.settle()
+    assert needed == [2] and m3.held_for == 2  # the table came under version 2
+    _reload_all(c, conf2, ["node3"])
+    assert m3.synced and m3.held_for is None
+    assert {c.managers[n].status()["cluster"]["config_version"] for n in NODES} == {2}
+    assert c.table("node1") == c.table("node2") == c.table("node3")
+
+
+def test_newcomer_with_a_newer_config_brings_the_cluster_to_it(
+        make: Make, tmp_path: Path) -> None:
+    c = make(svc("web", make.lsb))
+    conf2 = _conf_v2(make, tmp_path)
+    c.managers.pop("node3").shutdown(stop_services=True)
+    c.settle()
+    needed: dict[str, int] = {}
+    for name in ("node1", "node2"):
+        c.managers[name].on_config_needed = partial(needed.__setitem__, name)
+    m3 = Manager(load(conf2, RULES), c.net.node("node3"), monitor=False,
+                 extra_env={"HA_RSCTMP": str(c.dir("node3"))})
+    c.managers["node3"] = m3
+    m3.start()
+    c.settle()
+    assert needed == {"node1": 2, "node2": 2}  # node3 proposed its version
+    assert not m3.synced
+    _reload_all(c, conf2, ["node1", "node2"])
+    assert all(c.managers[n].synced and c.managers[n].held_for is None for n in NODES)
+    assert {c.managers[n].status()["cluster"]["config_version"] for n in NODES} == {2}
+    tables = [c.table(n) for n in NODES]
+    assert tables[0] == tables[1] == tables[2]
+    assert tables[0]["service:extra"][0] == "started"
+    assert c.running_on("extra") == [tables[0]["service:extra"][1]]
