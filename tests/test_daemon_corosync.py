@@ -165,11 +165,19 @@ def three(labs: Callable[..., CorosyncLab]) -> dict[int, LabDaemon]:
     for d in daemons.values():
         d.start()
 
-    def placed() -> bool:
-        t = daemons[1].table()
-        return len(t) == 2 and all(state == "started" for state, _ in t.values())
+    def settled() -> bool:
+        for d in daemons.values():
+            view = d.status()
+            if not view or view["stale"] or \
+                    not all(m["rgmanager"] for m in view["members"]):
+                return False
+            if sorted((s["name"], s["state"]) for s in view["services"]) != \
+                    [("service:db", "started"), ("service:web", "started")]:
+                return False
+        return True
 
-    wait(placed, "both services started", daemons[1], timeout=60)
+    wait(settled, "three members with the table, both services started", daemons[1],
+         timeout=60)
     return daemons
 
 
