@@ -271,8 +271,6 @@ def test_parse_metadata_does_not_resolve_entities(tmp_path: Path) -> None:
 _attr = st.text(alphabet=st.characters(codec="ascii", exclude_characters='"<&\x00'), max_size=8)
 
 
-@pytest.mark.xfail(strict=True, reason="rules.py: a non-numeric status depth raises ValueError, "
-                   "not MetadataError (reported; rules.py is not this change's file)")
 @settings(max_examples=200, deadline=None)
 @given(depth=_attr, timeout=_attr, interval=_attr, maxinst=_attr, start=_attr)
 def test_parse_metadata_raises_only_metadata_error(depth: str, timeout: str, interval: str,

@@ -197,7 +197,7 @@ def parse_metadata(xml: bytes | str, agent: str, ocf_root: str) -> ResourceRule:
         interval = 0 if interval_raw is None else max(1, expand_time(interval_raw))
         depth = 0
         if name in ("status", "monitor") and a.get("depth") not in (None, "*"):
-            depth = int(a.get("depth") or 0)
+            depth = _int(a.get("depth"))  # atoi, as rgmanager reads it
         actions.append(ActionRule(name, expand_time(a.get("timeout")), interval, depth))
 
     special = root.find("special[@tag='rgmanager']")
