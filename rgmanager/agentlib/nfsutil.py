@@ -321,7 +321,47 @@ def parse_exportfs(text: str) -> list[Export]:
     return exports
 
 
+#: The export table ``exportfs -v`` prints, where nfs-utils keeps it by default.
+ETAB = "/var/lib/nfs/etab"
+#: nfs-utils configuration that may move the table elsewhere.
+NFS_CONF = "/etc/nfs.conf"
+NFS_CONF_DIR = "/etc/nfs.conf.d"
+
+
+def etab_path() -> str | None:
+    """:data:`ETAB` when it is surely the table in use, else None.
+
+    nfs-utils replaces the file by rename under its lock, so reading it gives
+    a whole table.  A configured ``state-directory-path`` (in nfs.conf or
+    nfs.conf.d) may move it: then we do not guess and run ``exportfs -v``.
+    """
+    if not os.path.isfile(ETAB):
+        return None
+    confs = [NFS_CONF]
+    try:
+        confs += [os.path.join(NFS_CONF_DIR, n) for n in sorted(os.listdir(NFS_CONF_DIR))]
+    except OSError:
+        pass
+    for conf in confs:
+        try:
+            with open(conf, encoding="utf-8", errors="replace") as f:
+                if any(line.lstrip().startswith("state-directory-path") for line in f):
+                    return None  # set (comments start with # or ;)
+        except OSError:
+            continue
+    return ETAB
+
+
 def list_exports() -> list[Export]:
+    """The current exports: read from the export table itself when we know where
+    it is (no fork: the ``nfsclient`` status path), else from ``exportfs -v``."""
+    path = etab_path()
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                return parse_exportfs(f.read())
+        except OSError as err:
+            log.debug("cannot read %s (%s); asking exportfs", path, err)
     p = syscmd.run(["exportfs", "-v"], check=True)
     return parse_exportfs(p.stdout)
 
