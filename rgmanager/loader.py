@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .agents.discovery import RuleSet
 from .config.model import ClusterConfig
@@ -15,6 +16,9 @@ from .errors import ConfigError, Report, Reporter
 from .tree.build import build_forest
 from .tree.model import Forest
 
+if TYPE_CHECKING:
+    from .planner.model import PlanModel
+
 
 @dataclass
 class Loaded:
@@ -22,6 +26,14 @@ class Loaded:
     forest: Forest
     rules: RuleSet
     reports: list[Report]
+
+    def plan_model(self, *, fencing: bool) -> PlanModel:
+        """The planner's model of this configuration. ``fencing`` is asked
+        for by name: whether lost members are fenced before recovery is the
+        caller's decision (see :class:`rgmanager.planner.model.PlanModel`)."""
+        from .planner.model import PlanModel
+
+        return PlanModel.build(self.config, self.forest, fencing=fencing)
 
 
 @contextmanager

@@ -78,6 +78,10 @@ class ServiceState:
     # Requests that arrived while another was being carried out, oldest first
     # (JSON payloads of planner Request events; rgmanager queued them too).
     queued: tuple[str, ...] = ()
+    # Why the service is in its state when the state alone does not say it
+    # (e.g. "awaiting fence of node2" for a ``recovering`` service): shown by
+    # clustat and the dry run. Cleared by every transition (:meth:`moved`).
+    reason: str | None = None
 
     @property
     def code(self) -> int:
@@ -112,7 +116,8 @@ class ServiceState:
     def moved(self, state: State, now: float, owner: str | None | bool = True,
               **changes: Any) -> ServiceState:
         """A state transition: ``owner=True`` keeps the owner; a stopped-like
-        state records the last owner and clears the owner."""
+        state records the last owner and clears the owner. The ``reason`` of
+        the old state goes unless given anew."""
         new_owner = self.owner if owner is True else (owner or None)
         last_owner = self.last_owner
         if state in (State.STOPPED, State.DISABLED, State.FAILED, State.RECOVERING):
@@ -121,6 +126,7 @@ class ServiceState:
             new_owner = None
         elif new_owner is not None and new_owner != self.owner and self.owner is not None:
             last_owner = self.owner
+        changes.setdefault("reason", None)
         return replace(self, state=state, owner=new_owner, last_owner=last_owner,
                        last_transition=now, **changes)
 
@@ -137,7 +143,9 @@ class ServiceState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ServiceState:
-        kw = dict(data)
+        """Fields this version does not know (a newer node's snapshot) are
+        ignored, so a table can be read across one version step."""
+        kw = {k: v for k, v in data.items() if k in _FIELDS}
         kw["state"] = State(kw["state"])
         kw["after_stop"] = AfterStop(kw.get("after_stop", AfterStop.STOPPED))
         for name in ("restarts", "disabled_parts", "tried", "queued"):
@@ -145,6 +153,8 @@ class ServiceState:
         kw["part_restarts"] = tuple((p, tuple(t)) for p, t in kw.get("part_restarts", ()))
         return cls(**kw)
 
+
+_FIELDS = frozenset(f.name for f in fields(ServiceState))
 
 #: States in which a service waits to be placed (the planner looks at these after every event).
 WAITING_STATES = (State.STOPPED, State.UNINITIALIZED)
@@ -183,11 +193,19 @@ class Table:
     ``members`` is the membership the table last saw; every node derives who
     joined and who left from it, so all nodes agree even after a partition
     merge, where each side's own view of "joined" differs.
+
+    ``awaiting_fence`` (sorted) holds the members that were lost while they
+    occupied a service and have not been fenced (or acknowledged by an
+    administrator) since: their services may still run there, so nothing of
+    theirs starts elsewhere until the ordered ``NodeFenced`` removes them.
+    It is part of the replicated table for the same reason as ``members``:
+    a node that joins later must know whom the cluster still waits for.
     """
 
     services: Mapping[str, ServiceState] = field(
         default_factory=lambda: MappingProxyType({}))
     members: tuple[str, ...] = ()
+    awaiting_fence: tuple[str, ...] = ()
     # Built on first use (or handed over by a TableDraft); never part of equality.
     _index: TableIndex | None = field(default=None, compare=False, repr=False)
     # The names ``only`` last fitted this table to (identity), so fitting it
@@ -214,24 +232,29 @@ class Table:
         d = dict(self.services)
         for s in states:
             d[s.name] = s
-        return Table(MappingProxyType(d), self.members)
+        return Table(MappingProxyType(d), self.members, self.awaiting_fence)
 
     def only(self, names: Iterable[str]) -> Table:
         """Keep the given services (adding uninitialized ones), drop the rest."""
         if names is self._fitted and names is not None:
             return self
         return Table(MappingProxyType({n: self.get(n) for n in names}), self.members,
-                     _fitted=names)
+                     self.awaiting_fence, _fitted=names)
 
     def with_members(self, members: Iterable[str]) -> Table:
-        return Table(self.services, tuple(members), self._index, self._fitted)
+        return Table(self.services, tuple(members), self.awaiting_fence, self._index,
+                     self._fitted)
+
+    def with_awaiting_fence(self, nodes: Iterable[str]) -> Table:
+        return Table(self.services, self.members, tuple(sorted(set(nodes))), self._index,
+                     self._fitted)
 
     def edit(self) -> TableDraft:
         return TableDraft(self)
 
     def to_json(self) -> dict[str, Any]:
         return {"services": {name: s.to_json() for name, s in sorted(self.services.items())},
-                "members": list(self.members)}
+                "members": list(self.members), "awaiting_fence": list(self.awaiting_fence)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Table:
@@ -239,8 +262,10 @@ class Table:
         nested = data.get("services")
         services: Mapping[str, Any] = nested if isinstance(nested, Mapping) else data
         members = tuple(data.get("members", ())) if isinstance(nested, Mapping) else ()
+        awaiting = tuple(sorted(data.get("awaiting_fence", ()))) \
+            if isinstance(nested, Mapping) else ()
         return cls(MappingProxyType({k: ServiceState.from_json(v)
-                                     for k, v in services.items()}), members)
+                                     for k, v in services.items()}), members, awaiting)
 
 
 class TableDraft:
@@ -261,6 +286,7 @@ class TableDraft:
         self.services: dict[str, ServiceState] = \
             src.copy() if isinstance(src, dict | MappingProxyType) else dict(src)
         self.members = table.members
+        self.awaiting_fence: set[str] = set(table.awaiting_fence)
         self._fitted = table._fitted
         self._waiting = set(index.waiting)
         self._queued = set(index.queued)
@@ -318,7 +344,8 @@ class TableDraft:
                      for n, v in self._occupants.items() if v}
         index = TableIndex(frozenset(self._waiting), frozenset(self._queued),
                            MappingProxyType(occupants))
-        return Table(MappingProxyType(self.services), self.members, index, self._fitted)
+        return Table(MappingProxyType(self.services), self.members,
+                     tuple(sorted(self.awaiting_fence)), index, self._fitted)
 
 
 def _toggle(names: set[str], name: str, member: bool) -> None:

@@ -12,9 +12,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .events import (
+    FENCED_BY_ADMIN,
     REQUEST_OPS,
     Action,
     Event,
+    NodeFenced,
     NodesChanged,
     Op,
     PartsDone,
@@ -29,18 +31,21 @@ from .events import (
     StopDone,
     StopParts,
     describe,
+    fenced_by_agent,
     from_payload,
     to_payload,
 )
 
 if TYPE_CHECKING:
     from .core import Plan, RepetitionGuard, Settled, claimed_table, plan, settle
+    from .fencing import awaiting_fence, coordinator, fence_wait_node
     from .model import PartSpec, PlanModel, ServiceSpec
 
 _LAZY = {
     "Plan": ".core", "RepetitionGuard": ".core", "Settled": ".core",
     "claimed_table": ".core", "plan": ".core", "settle": ".core",
     "PartSpec": ".model", "PlanModel": ".model", "ServiceSpec": ".model",
+    "awaiting_fence": ".fencing", "coordinator": ".fencing", "fence_wait_node": ".fencing",
 }
 
 
@@ -54,8 +59,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "REQUEST_OPS", "Action", "Event", "NodesChanged", "Op", "PartSpec", "PartsDone", "Plan",
+    "FENCED_BY_ADMIN", "REQUEST_OPS", "Action", "Event", "NodeFenced", "NodesChanged", "Op",
+    "PartSpec", "PartsDone", "Plan",
     "PlanModel", "RepetitionGuard", "Reply", "Request", "RestartParts", "ServiceSpec",
     "Settled", "Start", "StartDone", "StartParts", "StatusFailed", "Stop", "StopDone",
-    "StopParts", "claimed_table", "describe", "from_payload", "plan", "settle", "to_payload",
+    "StopParts", "awaiting_fence", "claimed_table", "coordinator", "describe",
+    "fence_wait_node", "fenced_by_agent", "from_payload", "plan", "settle", "to_payload",
 ]

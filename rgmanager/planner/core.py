@@ -27,8 +27,10 @@ from .. import codes
 from ..cluster.base import Membership
 from ..state import AfterStop, ServiceState, State, Table
 from .events import (
+    FENCED_BY_ADMIN,
     Action,
     Event,
+    NodeFenced,
     NodesChanged,
     Op,
     PartsDone,
@@ -45,6 +47,7 @@ from .events import (
     from_payload,
     to_payload,
 )
+from .fencing import awaiting_reason, fence_wait_node
 from .model import PlanModel, ServiceSpec
 from .placement import GOOD, ILLEGAL, Candidate, Placement, best
 
@@ -79,11 +82,11 @@ class _Planner:
         # Changed in place by this step; frozen into the plan's table at the end.
         self.table = table.only(model.services).edit()
         self.members = tuple(membership.members)
-        self.online = list(membership.members) if membership.quorate else []
         self.quorate = membership.quorate
         self.now = now
         self.plan = Plan(table)
-        self.place = Placement(model, self.table.occupants, self.online)
+        self.online: list[str] = []
+        self.place_on_online()
         self.stopped_now: set[str] = set()  # services this event brought to a stop
         # One handler per request op and per after-stop plan, each by name.
         self._handlers: dict[str, Callable[[Request, ServiceState], None]] = {
@@ -102,6 +105,14 @@ class _Planner:
         }
 
     # -- bookkeeping -------------------------------------------------------
+    def place_on_online(self) -> None:
+        """Where services may go: the members of a quorate partition, less
+        those awaiting fence (a lost node that rejoined unfenced may still
+        run what it ran; it takes nothing new until it is fenced)."""
+        unfenced = self.table.awaiting_fence
+        self.online = [m for m in self.members if m not in unfenced] if self.quorate else []
+        self.place = Placement(self.model, self.table.occupants, self.online, unfenced)
+
     def put(self, ss: ServiceState) -> None:
         if ss.state == State.STOPPED and self.table.get(ss.name).state != State.STOPPED:
             self.stopped_now.add(ss.name)
@@ -168,8 +179,14 @@ class _Planner:
 
     # -- events ------------------------------------------------------------
     def handle(self, event: Event) -> None:
+        if not self.model.fencing and self.table.awaiting_fence:
+            # Fencing was switched off (a reload): a lost node counts as fenced.
+            for node in sorted(self.table.awaiting_fence):
+                self.fenced(node, "fencing is off")
         if isinstance(event, NodesChanged):
             self.nodes_changed(event)
+        elif isinstance(event, NodeFenced):
+            self.node_fenced(event)
         elif isinstance(event, Request):
             self.request(event)
         elif isinstance(event, StartDone):
@@ -199,6 +216,8 @@ class _Planner:
         self.table.members = self.members
         for node in left:
             self.note(f"node {node} left the cluster")
+        if self.model.fencing:
+            self.await_fence(left)
         if not self.quorate:
             self.note("no quorum: no service is placed or recovered")
             self.emergency_stops()
@@ -212,6 +231,60 @@ class _Planner:
             if ss.state == State.STARTED and not ss.frozen and joined and not ss.request:
                 self.failback(ss, joined)
         self.evaluate(list(self.table))
+
+    def await_fence(self, left: tuple[str, ...]) -> None:
+        """Every node that left while occupying a service must be fenced
+        before that service runs anywhere else: the node goes into the
+        table's awaiting set, its services into ``recovering`` with the
+        reason (frozen ones stay as they are). Judged against the table, with
+        or without quorum, like ``left``; a node that occupies nothing needs
+        no fence."""
+        for node in left:
+            names = sorted(self.table.occupants(node))
+            if not names:
+                continue
+            self.table.awaiting_fence.add(node)
+            self.note(f"node {node} must be fenced before its services run elsewhere "
+                      f"({', '.join(names)})")
+            for name in names:
+                ss = self.table.get(name)
+                if not ss.frozen:  # a frozen one stays as it is (said when recovering)
+                    self.fence_wait(ss, node)
+        self.place_on_online()
+
+    def fence_wait(self, ss: ServiceState, node: str) -> None:
+        """``ss`` may still run on the lost ``node``: it waits for the fence.
+        A failed service stays failed (an administrator disables it); the
+        others become ``recovering`` and keep their plan (a relocation's
+        target, a pending disable, the waiting request) for afterwards."""
+        reason = awaiting_reason(node)
+        if ss.state == State.FAILED:
+            self.put(replace(ss, reason=reason))
+            return
+        self.put(ss.moved(State.RECOVERING, self.now, reason=reason))
+        self.note(f"{ss.name}: recovering once {node} is fenced")
+
+    def node_fenced(self, ev: NodeFenced) -> None:
+        by = "an administrator (clusvcadm --fence-ack)" if ev.by == FENCED_BY_ADMIN \
+            else ev.by
+        if ev.node not in self.table.awaiting_fence:
+            self.note(f"node {ev.node} fenced by {by}; nothing waited for it")
+            return
+        self.fenced(ev.node, f"fenced by {by}")
+
+    def fenced(self, node: str, how: str) -> None:
+        """``node`` is off: its services may be recovered (with quorum; else
+        when quorum returns, by the next membership change)."""
+        self.table.awaiting_fence.discard(node)
+        self.place_on_online()
+        self.note(f"node {node} {how}")
+        for ss in list(self.table):
+            if ss.state == State.FAILED and ss.reason == awaiting_reason(node):
+                self.put(replace(ss, reason=None))
+        if not self.quorate:
+            self.note(f"no quorum: the services {node} ran are recovered when quorum returns")
+            return
+        self.recover_orphans()
 
     def emergency_stops(self) -> None:
         """Without quorum a node cannot prove it owns anything: every member of
@@ -235,7 +308,14 @@ class _Planner:
         the cluster is quorate (also owners lost while quorum was gone), and
         those of an owner that left and came back: it has restarted (or
         emergency-stopped on quorum loss), so it runs none of them."""
+        unfenced = self.table.awaiting_fence
         for ss in list(self.table):
+            if ss.state == State.RECOVERING and ss.owner is None:
+                # Waited for its owner's fence (or for quorum after it).
+                if ss.last_owner not in unfenced:
+                    self.take_over(ss, ss.last_owner or "", f"taking over from fenced member "
+                                   f"{ss.last_owner}")
+                continue
             gone = ss.owner not in self.online or ss.owner in rejoined
             if not ss.running or not gone:
                 continue
@@ -243,31 +323,39 @@ class _Planner:
                 self.note(f"{ss.name}: owner {ss.owner} is down but the service is frozen; "
                           "left as it is until unfrozen")
                 continue
-            dead = ss.owner
-            if ss.state == State.STOPPING and ss.after_stop == AfterStop.DISABLED:
-                self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.ESUCCESS))
-                continue
-            target = ss.target if ss.after_stop == AfterStop.RELOCATE else None
-            ss = ss.moved(State.STOPPED, self.now, after_stop=AfterStop.STOPPED, target=None,
-                          tried=())
-            self.put(ss)
-            spec = self.spec(ss.name)
-            if not self.depend_met(spec):
-                self.note(f"{ss.name}: owner {dead} is down; waits for {spec.depend} before "
-                          "it is taken over")
-                continue
-            chosen = None
-            if target and target in self.online:
-                chosen = next((c for c in self.candidates(spec)
-                               if c.node == target and c.eligible), None)
-            chosen = chosen or self.choose(spec)
-            if chosen is None:
-                self.note(f"{ss.name}: owner {dead} is down and no node can take it over "
-                          f"({self.why_nowhere(spec)}); marked stopped")
+            dead = ss.owner or ""
+            if dead in unfenced:  # unfrozen while its owner still waits for the fence
+                self.fence_wait(ss, dead)
                 continue
             why = f"owner {dead} left and rejoined, so it runs nothing" if dead in rejoined \
                 else f"taking over from down member {dead}"
-            self.start(ss, chosen.node, why, recover=True)
+            self.take_over(ss, dead, why)
+
+    def take_over(self, ss: ServiceState, dead: str, why: str) -> None:
+        """Recover ``ss``, which ran on ``dead`` and runs nowhere now."""
+        if ss.after_stop == AfterStop.DISABLED and \
+                ss.state in (State.STOPPING, State.RECOVERING):
+            self.put(self.reply(ss.moved(State.DISABLED, self.now), codes.ESUCCESS))
+            return
+        target = ss.target if ss.after_stop == AfterStop.RELOCATE else None
+        ss = ss.moved(State.STOPPED, self.now, after_stop=AfterStop.STOPPED, target=None,
+                      tried=())
+        self.put(ss)
+        spec = self.spec(ss.name)
+        if not self.depend_met(spec):
+            self.note(f"{ss.name}: owner {dead} is down; waits for {spec.depend} before "
+                      "it is taken over")
+            return
+        chosen = None
+        if target and target in self.online:
+            chosen = next((c for c in self.candidates(spec)
+                           if c.node == target and c.eligible), None)
+        chosen = chosen or self.choose(spec)
+        if chosen is None:
+            self.note(f"{ss.name}: owner {dead} is down and no node can take it over "
+                      f"({self.why_nowhere(spec)}); marked stopped")
+            return
+        self.start(ss, chosen.node, why, recover=True)
 
     def why_nowhere(self, spec: ServiceSpec) -> str:
         d = spec.domain
@@ -584,6 +672,9 @@ class _Planner:
         if handler is None:
             return self.answer(ev, codes.EINVAL)
         ss = self.table.get(ev.service)
+        if (node := fence_wait_node(ss, self.table.awaiting_fence)) is not None:
+            return self.answer(ev, codes.EAGAIN, text=f"Temporary failure; try again "
+                               f"({ev.service} waits until {node} is fenced)")
         if self.busy(ss):
             if len(ss.queued) >= MAX_QUEUED:
                 return self.answer(ev, codes.EAGAIN)
@@ -783,7 +874,7 @@ class RepetitionGuard:
         self._table = sum(self._keys.values()) & _MASK
         self._pending = 0
         self._count = 0
-        self._seen: set[tuple[int, int, int]] = set()
+        self._seen: set[tuple[int, int, int, int]] = set()
         self.steps = 0
 
     def queued(self, event: Event) -> None:
@@ -804,7 +895,7 @@ class RepetitionGuard:
             key = _service_key(p.table.get(name))
             self._table = (self._table + key - self._keys.get(name, 0)) & _MASK
             self._keys[name] = key
-        state = (self._table, self._pending, self._count)
+        state = (self._table, self._pending, self._count, hash(p.table.awaiting_fence))
         if state in self._seen:
             log.error("planner livelock: after %d steps (the last one planned %s) the table "
                       "and the pending events are as they were before; the loop would never "
@@ -816,8 +907,8 @@ class RepetitionGuard:
 
 def describe_event(event: Event) -> str:
     """A short name for an event, for log lines."""
-    what = getattr(event, "service", "") or ",".join(getattr(event, "left", ()) +
-                                                     getattr(event, "joined", ()))
+    what = getattr(event, "service", "") or getattr(event, "node", "") or ",".join(
+        getattr(event, "left", ()) + getattr(event, "joined", ()))
     return f"{event.kind} {what}".strip()
 
 

@@ -100,9 +100,31 @@ class PartsDone:
     kind: str = "parts_done"
 
 
-Event = NodesChanged | Request | StartDone | StopDone | StatusFailed | PartsDone
+@dataclass(frozen=True)
+class NodeFenced:
+    """``node`` is known to be off: a fence agent switched it off (``by``
+    ``"agent:<method>/<device>"``) or an administrator said so (``"admin"``,
+    ``clusvcadm --fence-ack``). Only now may its services run elsewhere
+    (see :class:`rgmanager.state.Table` ``awaiting_fence``)."""
+
+    time: float
+    node: str
+    by: str = "admin"
+    kind: str = "node_fenced"
+
+
+#: ``by`` of a :class:`NodeFenced` an administrator's acknowledgement caused.
+FENCED_BY_ADMIN = "admin"
+
+
+def fenced_by_agent(method: str, device: str) -> str:
+    """``by`` of a :class:`NodeFenced` a fence agent caused."""
+    return f"agent:{method}/{device}"
+
+
+Event = NodesChanged | Request | StartDone | StopDone | StatusFailed | PartsDone | NodeFenced
 _KINDS: dict[str, type] = {c.kind: c for c in (
-    NodesChanged, Request, StartDone, StopDone, StatusFailed, PartsDone)}
+    NodesChanged, Request, StartDone, StopDone, StatusFailed, PartsDone, NodeFenced)}
 
 
 def to_payload(event: Event) -> dict[str, Any]:

@@ -42,8 +42,18 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class PlanModel:
+    """What the planner knows of the configuration.
+
+    ``fencing``: a member lost while it occupies a service is fenced before
+    its services run elsewhere (the table's ``awaiting_fence``; see
+    :mod:`.fencing`). Off, a lost member is taken as fenced at once: for
+    embedded single-node use and the in-process simulator, which has no
+    power switch to fence with.
+    """
+
     services: Mapping[str, ServiceSpec]
     node_ids: Mapping[str, int]  # every configured node
+    fencing: bool = False
 
     def nodeid(self, node: str) -> int:
         return self.node_ids.get(node, 1 << 30)
@@ -75,7 +85,11 @@ class PlanModel:
         return MappingProxyType({k: tuple(v) for k, v in out.items()})
 
     @classmethod
-    def build(cls, config: ClusterConfig, forest: Forest) -> PlanModel:
+    def build(cls, config: ClusterConfig, forest: Forest, *, fencing: bool = False
+              ) -> PlanModel:
+        """The model of a loaded configuration. ``fencing`` is the caller's
+        choice (the daemon's path keeps it off until the manager drives the
+        fencer; the dry run turns it on)."""
         services = {}
         for top in forest.services:
             if top.type != "service":
@@ -83,7 +97,7 @@ class PlanModel:
             spec = _service_spec(config, top)
             services[spec.name] = spec
         return cls(MappingProxyType(services),
-                   MappingProxyType({n.name: n.nodeid for n in config.nodes}))
+                   MappingProxyType({n.name: n.nodeid for n in config.nodes}), fencing)
 
 
 def _bool(value: str | None, default: bool) -> bool:

@@ -122,10 +122,13 @@ class Placement:
     M nodes costs O(N x M).
     """
 
-    def __init__(self, model: PlanModel, occupants: Occupants, online: Sequence[str]) -> None:
+    def __init__(self, model: PlanModel, occupants: Occupants, online: Sequence[str],
+                 unfenced: Collection[str] = ()) -> None:
         self.model = model
         self.occupants = occupants
         self.online = frozenset(online)
+        #: Members awaiting fence: not online for placement; said so in explanations.
+        self.unfenced = frozenset(unfenced)
         if self.online.issubset(model.node_ids):
             self.nodes = model.node_order
         else:  # a member the configuration does not name (it is being reloaded)
@@ -151,6 +154,8 @@ class Placement:
         out = []
         for node in self.nodes:
             sc, why = score(spec, node, self.online, ss, view)
+            if node in self.unfenced:
+                why = "lost and not fenced yet"
             eligible = sc > ILLEGAL
             if eligible and node in exclude:
                 eligible, why = False, why + "; excluded (already tried or current owner)"
