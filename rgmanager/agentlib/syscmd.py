@@ -35,6 +35,9 @@ from .ocf import OCF_ERR_GENERIC, OCF_ERR_INSTALLED, AgentError
 from .redact import redact_argv, redact_text
 
 log = logging.getLogger(__name__)
+# sh traces every command at DEBUG (argv and output chunks, unredacted, ~20
+# lines per run); our own DEBUG line above is the redacted one that counts.
+logging.getLogger("sh").setLevel(logging.WARNING)
 
 #: Seconds a program may run unless the caller says otherwise.
 DEFAULT_TIMEOUT = 60.0
