@@ -383,9 +383,8 @@ class Manager:
                 held, self._held = self._held, []
                 self._replay(held)
 
-    def _submit_thread(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn`` on a thread of its own (it uses the pool itself), counted
-        as in flight for wait_quiet."""
+    def _counted(self, fn: Callable[..., None], *args: Any) -> Callable[[], None]:
+        """``fn(*args)`` counted as in flight for wait_quiet (counted from now)."""
         with self.busy_cv:
             self.busy += 1
 
@@ -395,11 +394,18 @@ class Manager:
             except Exception:
                 log.exception("background operation %s failed", getattr(fn, "__name__", fn))
             finally:
-                with self.busy_cv:
-                    self.busy -= 1
-                    self.busy_cv.notify_all()
+                self._done_one()
 
-        threading.Thread(target=run, name="rg-bulk", daemon=True).start()
+        return run
+
+    def _done_one(self) -> None:
+        with self.busy_cv:
+            self.busy -= 1
+            self.busy_cv.notify_all()
+
+    def _submit_thread(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` on a thread of its own (it uses the pool itself)."""
+        threading.Thread(target=self._counted(fn, *args), name="rg-bulk", daemon=True).start()
 
     # -- actions -----------------------------------------------------------------
     def _carry_out(self, action: Action) -> None:
@@ -431,7 +437,7 @@ class Manager:
                 generation, work = queue[0]
             try:
                 if isinstance(work, _Reconfigure):
-                    self._reconfigure(work)
+                    self._reconfigure(work, generation)
                 else:
                     self._run_action(work, generation)
             finally:
@@ -440,25 +446,11 @@ class Manager:
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn`` on the worker pool, counted as in flight for wait_quiet."""
-        with self.busy_cv:
-            self.busy += 1
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("background operation %s failed", getattr(fn, "__name__", fn))
-            finally:
-                with self.busy_cv:
-                    self.busy -= 1
-                    self.busy_cv.notify_all()
-
+        run = self._counted(fn, *args)
         try:
             self.pool.submit(run)
         except RuntimeError:  # the pool is shut down (killed or shutting down)
-            with self.busy_cv:
-                self.busy -= 1
-                self.busy_cv.notify_all()
+            self._done_one()
 
     def _service_lock(self, name: str) -> threading.Lock:
         with self.lock:
@@ -769,11 +761,14 @@ class Manager:
         if self.synced:
             self._apply(NodesChanged(self.last_time))
 
-    def _reconfigure(self, item: _Reconfigure) -> None:
+    def _reconfigure(self, item: _Reconfigure, generation: int) -> None:
         """Carry out one service's part of a reload (on the pool, in its queue)."""
         work = item.work
         try:
-            line = self._reconfigure_service(item, work)
+            if generation != self.generation:  # the cluster was lost meanwhile
+                line = f"{item.service}: not reconfigured (the cluster was lost)"
+            else:
+                line = self._reconfigure_service(item, work)
             with self.lock:
                 work.lines.append(line)
         finally:
