@@ -15,9 +15,9 @@ Every argv is logged at DEBUG and every error text is built with
 :mod:`.redact` applied, because mount options may carry credentials.
 
 Nothing here keeps state between calls and ``sh`` is imported on first use
-(it pulls in asyncio, ~40 ms), so agents whose status never runs a program
-(``fs`` depth 0, ``ip``, ``service``) do not pay for it when started as a
-process, and an agent host that imports this once pays it once.
+(it pulls in asyncio, ~40 ms), so an agent whose status runs no program
+through it (all but ``lvm``) does not pay for it when started as a process,
+and an agent host pays it once.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .redact import redact_argv, redact_text
 
 log = logging.getLogger(__name__)
 # sh traces every command at DEBUG (argv and output chunks, unredacted, ~20
-# lines per run); our own DEBUG line above is the redacted one that counts.
+# lines per run); the redacted DEBUG line of run() is the one that counts.
 logging.getLogger("sh").setLevel(logging.WARNING)
 
 #: Seconds a program may run unless the caller says otherwise.
