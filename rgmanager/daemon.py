@@ -213,6 +213,7 @@ class Daemon:
         # Reloads: the worker thread loads and validates (however long it takes);
         # one reload at a time; applying and shutting down exclude each other.
         self.reload_requested = threading.Event()
+        self._reload_trigger = "SIGHUP"  # what the next explicit reload is for (logs)
         self._reload_lock = threading.Lock()
         self._apply_lock = threading.Lock()
         self._reloader: threading.Thread | None = None
@@ -340,6 +341,7 @@ class Daemon:
         (the manager holds its deliveries until we hand it that version)."""
         log.info("the cluster switched to config_version %d; reading %s", version,
                  self.opts.conf)
+        self._reload_trigger = f"the cluster runs config_version {version}"
         self.reload_requested.set()
 
     def poll_config(self) -> None:
@@ -381,7 +383,8 @@ class Daemon:
             try:
                 if explicit:
                     self.reload_requested.clear()
-                    self.reload("SIGHUP")
+                    trigger, self._reload_trigger = self._reload_trigger, "SIGHUP"
+                    self.reload(trigger)
                 else:
                     self.poll_config()
             except Exception as err:  # never let the reloader die
