@@ -1,6 +1,6 @@
 """Model-check the planner: ``python -m benchmarks.model_check [--sequences N] [--seed S]``.
 
-Runs N random configurations with a random event sequence each through the
+Runs N (default 20,000) random configurations with a random event sequence each through the
 planner (see tests/planner_model.py) and prints the counts: sequences,
 events, planner steps, violations. Exits 1 if any rule was broken, printing
 the first failing sequence so it can be pinned as a scenario.
@@ -17,7 +17,7 @@ from tests.planner_model import RandomDraw, describe_model, run_sequence
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sequences", type=int, default=5000)
+    ap.add_argument("--sequences", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--max-events", type=int, default=25)
     args = ap.parse_args(argv)

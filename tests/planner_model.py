@@ -4,12 +4,17 @@ One generator serves hypothesis (``tests/test_planner_invariants.py``, a few
 hundred sequences in CI) and the seeded script ``benchmarks/model_check.py``
 (thousands): both draw through the small ``Draw`` interface below.
 
-The world is modelled the way ``rg_test simulate`` does it (a node that goes
-down has crashed and runs nothing; every action the planner asks of a member
-completes, successfully unless a fault was injected), plus what the planner
-cannot see: where each service physically runs. After every planner step the
-rules of ``rgmanager.planner.invariants`` are checked, and the step is
-planned twice to check determinism.
+The world is modelled the way ``rg_test simulate`` does it (every action
+the planner asks of a member completes, successfully unless a fault was
+injected), plus what the planner cannot see: where each service physically
+runs. With fencing off a node that goes down has crashed and runs nothing;
+with fencing on (most sequences) a lost node is taken to run what it ran
+until it is fenced (a coordinator's power switch, drawn only in a quorate
+partition; it reboots a member it fences) or an administrator acknowledges
+that it is off, so a start elsewhere before that is caught as a double
+start. After every planner step the rules of
+``rgmanager.planner.invariants`` are checked, and the step is planned twice
+to check determinism.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any, Protocol
 from rgmanager.cluster.base import Membership
 from rgmanager.config.model import DomainNode, FailoverDomain
 from rgmanager.planner import (
+    FENCED_BY_ADMIN,
     Event,
+    NodeFenced,
     NodesChanged,
     PartsDone,
     PartSpec,
@@ -42,9 +49,16 @@ from rgmanager.planner import (
     Stop,
     StopDone,
     StopParts,
+    fenced_by_agent,
     plan,
 )
-from rgmanager.planner.invariants import check_actions, check_frozen, check_quiet, check_table
+from rgmanager.planner.invariants import (
+    check_actions,
+    check_fencing,
+    check_frozen,
+    check_quiet,
+    check_table,
+)
 from rgmanager.state import Table
 
 POLICIES = ("restart", "relocate", "disable", "restart-disable")
@@ -94,8 +108,10 @@ class HypothesisDraw:
 # -- configurations ---------------------------------------------------------------
 def gen_model(d: Draw) -> tuple[PlanModel, int]:
     """A random cluster: 3-5 nodes, domains with every flag, exclusive and
-    depend, every policy, restart limits, independent and non-critical parts.
-    Returns the model and the expected votes (sometimes above the node count)."""
+    depend, every policy, restart limits, independent and non-critical parts,
+    fencing on (four in five) or off. Returns the model and the expected
+    votes (sometimes above the node count)."""
+    fencing = d.chance(0.8)
     n = d.integers(3, 5)
     nodes = [f"node{i}" for i in range(1, n + 1)]
     domains = []
@@ -131,7 +147,7 @@ def gen_model(d: Draw) -> tuple[PlanModel, int]:
             depend=d.choice(earlier) if earlier and d.chance(0.25) else None,
             parts=MappingProxyType(parts))
     model = PlanModel(MappingProxyType(services),
-                      MappingProxyType({x: i for i, x in enumerate(nodes, 1)}))
+                      MappingProxyType({x: i for i, x in enumerate(nodes, 1)}), fencing)
     expected = n + (1 if d.chance(0.2) else 0)
     return model, expected
 
@@ -140,8 +156,9 @@ def gen_event(d: Draw, model: PlanModel) -> tuple[str, ...]:
     nodes = sorted(model.node_ids, key=model.nodeid)
     services = sorted(model.services)
     kind = d.choice(("node-down", "node-down", "node-up", "node-up", "fail", "fail",
-                     "request", "request", "request", "start-fail", "stop-fail", "wait"))
-    if kind in ("node-down", "node-up"):
+                     "request", "request", "request", "start-fail", "stop-fail", "wait",
+                     "fence", "fence", "ack"))
+    if kind in ("node-down", "node-up", "fence", "ack"):
         return (kind, d.choice(nodes))
     if kind == "fail":
         svc = d.choice(services)
@@ -191,6 +208,11 @@ class World:
     def set_members(self, nodes: set[str]) -> None:
         self.members = tuple(sorted(nodes, key=self.model.nodeid))
 
+    def switch_off(self, node: str) -> None:
+        """``node`` is off now (fenced, or crashed with fencing off): it runs nothing."""
+        for nodes in self.running.values():
+            nodes.discard(node)
+
     # -- one planner step, checked
     def step(self, event: Event, where: str) -> list[Event]:
         m = self.membership()
@@ -203,6 +225,7 @@ class World:
                 (p.table.to_json(), p.actions, p.notes):
             bad.append("plan is not deterministic")
         bad += check_actions(self.model, m, p.actions, self.running)
+        bad += check_fencing(self.model, before, p.table, p.actions)
         bad += check_table(self.model, p.table, m)
         exempt = {event.service} if isinstance(event, Request) and \
             event.op in ("unfreeze", "freeze") else set()
@@ -271,9 +294,32 @@ class World:
             if ev[1] not in self.members:
                 return
             self.set_members(set(self.members) - {ev[1]})
-            for nodes in self.running.values():
-                nodes.discard(ev[1])  # it crashed: it runs nothing any more
+            if not self.model.fencing:
+                self.switch_off(ev[1])  # taken as fenced at once: it runs nothing any more
             self.settle(NodesChanged(self.tick(), left=(ev[1],)), where)
+            if ev[1] not in self.table.awaiting_fence:
+                self.switch_off(ev[1])  # it occupied nothing: it crashed, nobody waits
+        elif kind == "fence":
+            # The coordinator's power switch, only in a quorate partition. A
+            # node nobody waits for is fenced only by a late agent (a cancel
+            # that raced a success), so only one that is not a member.
+            node = ev[1]
+            if not self.membership().quorate or (
+                    node not in self.table.awaiting_fence and node in self.members):
+                return
+            if node in self.members:  # fencing a member reboots it: it leaves first
+                self.set_members(set(self.members) - {node})
+                self.switch_off(node)
+                self.settle(NodesChanged(self.tick(), left=(node,)), where)
+            self.switch_off(node)
+            self.settle(NodeFenced(self.tick(), node, fenced_by_agent("power", "switch")),
+                        where)
+        elif kind == "ack":
+            # An administrator made sure the node is off: only one that is not a member.
+            if ev[1] in self.members:
+                return
+            self.switch_off(ev[1])
+            self.settle(NodeFenced(self.tick(), ev[1], FENCED_BY_ADMIN), where)
         elif kind == "node-up":
             if ev[1] in self.members:
                 return
@@ -301,10 +347,21 @@ class World:
                 self.settle(reqs[0], where, more=reqs[1:])
 
     def finish(self) -> None:
-        """Eventually: after one more membership event (which releases held
-        services) every service that can run does. Faults not yet triggered
-        are dropped first: eventually means once failures stop."""
+        """Eventually: once every awaited fence is done (a member awaiting
+        fence is rebooted by it) and after one more membership event (which
+        releases held services) every service that can run does. Faults not
+        yet triggered are dropped first: eventually means once failures stop."""
         self.faults.clear()
+        for node in self.table.awaiting_fence:
+            if node in self.members:
+                self.set_members(set(self.members) - {node})
+                self.switch_off(node)
+                self.settle(NodesChanged(self.tick(), left=(node,)), "final fence")
+            self.switch_off(node)
+            self.settle(NodeFenced(self.tick(), node, FENCED_BY_ADMIN), "final fence")
+        if self.table.awaiting_fence:
+            self.violations.append(f"final: still awaiting fence of "
+                                   f"{', '.join(self.table.awaiting_fence)} after every fence")
         self.settle(NodesChanged(self.tick()), "final nudge")
         self.violations += [f"final: {b}" for b in check_quiet(
             self.model, self.table, self.membership(), include_held=True)]
@@ -323,7 +380,8 @@ def run_sequence(d: Draw, max_events: int = 25) -> World:
 
 
 def describe_model(model: PlanModel) -> str:
-    lines = [f"nodes: {' '.join(sorted(model.node_ids, key=model.nodeid))}"]
+    lines = [f"nodes: {' '.join(sorted(model.node_ids, key=model.nodeid))}"
+             f" (fencing {'on' if model.fencing else 'off'})"]
     for s in model.services.values():
         d = s.domain
         dom = f"{d.name}(ordered={d.ordered} restricted={d.restricted} " \

@@ -15,6 +15,10 @@ the first section)::
     config: NAME.conf          (tests/scenarios/configs/NAME.conf), or a
     --- config                 section holding a whole cluster.conf
     explain: no                (optional; candidate lines are shown by default)
+    auto-fence: no             (optional; lost nodes are fenced at once by default,
+                                as rg_test simulate --no-auto-fence turns off)
+    fencing: no                (optional; plan without fencing, as the daemon does
+                                until it fences: rg_test simulate --no-fencing)
     --- state                  (optional; default: all nodes up, services placed)
     members: node1 node2       (quorum computed from the config unless
     quorate: no                 given)
@@ -36,13 +40,14 @@ import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from rgmanager.cli.render import dry_run_json, dry_run_text
 from rgmanager.cluster.base import Membership
 from rgmanager.loader import load
-from rgmanager.planner import PlanModel
+from rgmanager.planner import Event, Plan, PlanModel, ServiceSpec, Start, core
 from rgmanager.planner.dryrun import Quorum, dry_run, initial, state_from_json, state_to_json
 from rgmanager.planner.dryrun_lang import parse_event, resolve_resource
 from rgmanager.state import ServiceState, State, Table
@@ -152,7 +157,8 @@ def parse_state(lines: list[str], model: PlanModel, quorum: Quorum
 
 def run_scenario(sc: Scenario, tmp: Path) -> str:
     loaded = load(sc.config_path(tmp), seed_rules())
-    model = PlanModel.build(loaded.config, loaded.forest)
+    # As rg_test simulate plans (--no-fencing: "fencing: no").
+    model = loaded.plan_model(fencing=(sc.option("fencing") or "yes") != "no")
     quorum = Quorum.from_config(loaded.config)
     if "state" in sc.sections:
         table, membership = parse_state(sc.sections["state"], model, quorum)
@@ -160,7 +166,9 @@ def run_scenario(sc: Scenario, tmp: Path) -> str:
         table, membership = initial(model, [n.name for n in loaded.config.nodes],
                                     quorum=quorum)
     explain = (sc.option("explain") or "yes") != "no"
-    result = dry_run(model, table, membership, sc.events(), explain, quorum=quorum)
+    auto_fence = (sc.option("auto-fence") or "yes") != "no"
+    result = dry_run(model, table, membership, sc.events(), explain, quorum=quorum,
+                     auto_fence=auto_fence)
     assert not result.livelock, f"{sc.path.name}: livelock"
     return dry_run_text(result)
 
@@ -223,7 +231,7 @@ def conf(tmp_path: Path) -> Path:
 @pytest.fixture
 def model(conf: Path) -> PlanModel:
     loaded = load(conf, seed_rules())
-    return PlanModel.build(loaded.config, loaded.forest)
+    return loaded.plan_model(fencing=True)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -277,12 +285,97 @@ def test_initial_places_autostart_services(model: PlanModel) -> None:
     assert table.get("service:db").state == State.DISABLED
 
 
-def test_livelock_guard(model: PlanModel) -> None:
+def test_livelock_guard(model: PlanModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planner that sends a service back and forth for ever (the bug the
+    guard is there for) ends the event as a livelock, however many steps a
+    legitimate event may take: the state repeats."""
     table, members = initial(model, ["node1", "node2", "node3"])
-    result = dry_run(model, table, members, ["node-down:node1"], max_steps=1)
+    name = "service:web"
+
+    def flip_flop(model: PlanModel, table: Table, membership: Membership,
+                  event: Event) -> Plan:
+        ss = table.get(name)
+        node = "node3" if ss.owner == "node2" else "node2"
+        new = ss.moved(State.STARTING, event.time, owner=node)
+        return Plan(table.put(new), [Start(name, node)], changed={name})
+
+    monkeypatch.setattr(core, "plan", flip_flop)
+    result = dry_run(model, table, members, ["node-down:node1"])
     assert result.livelock
     assert "livelock" in result.steps[0].of("note")[-1]
     assert dry_run_json(result)["livelock"] is True
+
+
+def _flat_model(services: int) -> PlanModel:
+    specs = {f"service:s{i:05d}": ServiceSpec(f"service:s{i:05d}") for i in range(services)}
+    return PlanModel(MappingProxyType(specs),
+                     MappingProxyType({"node1": 1, "node2": 2, "node3": 3}), fencing=True)
+
+
+def test_initial_places_more_than_a_thousand_services() -> None:
+    """The dry run had a 1,000-step limit per event: the initial placement of
+    1,001 services (1,002 planner steps) ended as a 'livelock' with the last
+    service still starting. There is no limit now."""
+    model = _flat_model(1001)
+    table, members = initial(model, ["node1", "node2", "node3"])
+    assert len(table.services) == 1001
+    assert {ss.state for ss in table} == {State.STARTED}
+    result = dry_run(model, table, members, ["node-down:node1"])
+    assert not result.livelock
+    assert {ss.state for ss in result.table} == {State.STARTED}
+    assert {ss.owner for ss in result.table} == {"node2"}  # no domain: lowest node id
+
+
+# -- fencing in the dry run -------------------------------------------------------------
+def test_lost_node_is_fenced_automatically(model: PlanModel) -> None:
+    table, members = initial(model, ["node1", "node2", "node3"])
+    result = dry_run(model, table, members, ["node-down:node1"])
+    notes = result.steps[0].of("note")
+    assert "sim: node1 fenced (dry run: fencing assumed to succeed)" in notes
+    fenced_at = notes.index("sim: node1 fenced (dry run: fencing assumed to succeed)")
+    starting = notes.index("service:web: starting on node2 (taking over from fenced member "
+                           "node1)")
+    assert fenced_at < starting  # fenced, then recovered
+    assert result.table.awaiting_fence == ()
+    assert (result.table.get("service:web").state, result.table.get("service:web").owner) \
+        == (State.STARTED, "node2")
+
+
+def test_without_auto_fence_services_wait_for_fenced_event(model: PlanModel) -> None:
+    table, members = initial(model, ["node1", "node2", "node3"])
+    result = dry_run(model, table, members, ["node-down:node1", "enable:web"],
+                     auto_fence=False)
+    web = result.table.get("service:web")
+    assert (web.state, web.owner, web.last_owner) == (State.RECOVERING, None, "node1")
+    assert web.reason == "awaiting fence of node1"
+    assert result.table.awaiting_fence == ("node1",)
+    assert result.steps[1].of("action") == [
+        "reply to node2: -6 Temporary failure; try again (service:web waits until node1 is "
+        "fenced)"]
+    data = dry_run_json(result)
+    assert data["awaiting_fence"] == ["node1"]
+    assert data["table"]["service:web"]["reason"] == "awaiting fence of node1"
+    assert "Awaiting fence: node1" in dry_run_text(result)
+    done = dry_run(model, result.table, result.membership, ["fenced:node1"],
+                   clock=result.clock, auto_fence=False)
+    web = done.table.get("service:web")
+    assert (web.state, web.owner, web.reason) == (State.STARTED, "node2", None)
+    assert done.table.awaiting_fence == ()
+
+
+def test_a_node_that_ran_nothing_is_not_awaited(model: PlanModel) -> None:
+    table, members = initial(model, ["node1", "node2", "node3"])
+    result = dry_run(model, table, members, ["node-down:node3"], auto_fence=False)
+    assert result.table.awaiting_fence == ()
+    assert not any("fence" in n for n in result.steps[0].of("note"))
+
+
+def test_fenced_event_for_a_node_nobody_waits_for_is_a_no_op(model: PlanModel) -> None:
+    table, members = initial(model, ["node1", "node2", "node3"])
+    result = dry_run(model, table, members, ["node-down:node3", "fenced:node3"])
+    assert result.steps[1].of("note") == ["node node3 fenced by the dry run; nothing waited "
+                                          "for it"]
+    assert result.table == dry_run(model, table, members, ["node-down:node3"]).table
 
 
 def test_quorum_from_votes() -> None:
@@ -326,7 +419,11 @@ def test_cli_text(conf: Path, tmp_path: Path) -> None:
         "  Members: node1 node2 node3 (quorate)\n"
         "=== Event: node-down:node1 ===\n"
         "  * node node1 left the cluster\n"
-        "  * service:web: starting on node2 (taking over from down member node1)\n"
+        "  * node node1 must be fenced before its services run elsewhere (service:web)\n"
+        "  * service:web: recovering once node1 is fenced\n"
+        "  * sim: node1 fenced (dry run: fencing assumed to succeed)\n"
+        "  * node node1 fenced by the dry run\n"
+        "  * service:web: starting on node2 (taking over from fenced member node1)\n"
         "  -> start service:web on node2 (recover)\n"
         "  service:web: node1: ILLEGAL (offline) -> not eligible\n"
         "  service:web: node2: BEST (domain pref1 priority 2, best online) -> chosen\n"

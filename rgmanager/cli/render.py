@@ -213,6 +213,8 @@ def table_lines(table: Table) -> list[str]:
         extra = [f for f in ("frozen", "partial") if getattr(ss, f)]
         if ss.owner is None and ss.last_owner:
             extra.append(f"last owner {ss.last_owner}")
+        if ss.reason:
+            extra.append(ss.reason)
         rows.append((ss.name, str(ss.state), ss.owner or "-", ", ".join(extra)))
     if not rows:
         return ["  (no services)"]
@@ -222,21 +224,33 @@ def table_lines(table: Table) -> list[str]:
     return [f"  {a:<{w0}}  {b:<{w1}}  {c:<{w2}}  {d}".rstrip() for a, b, c, d in rows]
 
 
+def fence_lines(table: Table) -> list[str]:
+    """``Awaiting fence: NODE...`` when the table waits for a fence, else nothing."""
+    if not table.awaiting_fence:
+        return []
+    return [f"  Awaiting fence: {' '.join(table.awaiting_fence)}"]
+
+
 def dry_run_text(result: DryRunResult) -> str:
     out = ["=== Starting table ===", *table_lines(result.start_table),
-           "  " + members_line(result.start_membership)]
+           "  " + members_line(result.start_membership), *fence_lines(result.start_table)]
     for step in result.steps:
         out.append(f"=== Event: {step.event} ===")
         prefix = {"note": "  * ", "action": "  -> ", "explain": "  "}
         out += [prefix[k] + text for k, text in step.lines]
     out += ["=== Resulting table ===", *table_lines(result.table),
-            "  " + members_line(result.membership)]
+            "  " + members_line(result.membership), *fence_lines(result.table)]
     return "\n".join(out) + "\n"
 
 
 def _service_json(ss: ServiceState) -> dict[str, Any]:
-    return {"state": str(ss.state), "owner": ss.owner, "last_owner": ss.last_owner,
-            "frozen": ss.frozen, "partial": ss.partial}
+    """``reason`` only when there is one (e.g. "awaiting fence of node2")."""
+    out: dict[str, Any] = {"state": str(ss.state), "owner": ss.owner,
+                           "last_owner": ss.last_owner, "frozen": ss.frozen,
+                           "partial": ss.partial}
+    if ss.reason:
+        out["reason"] = ss.reason
+    return out
 
 
 def dry_run_json(result: DryRunResult) -> dict[str, Any]:
@@ -245,5 +259,6 @@ def dry_run_json(result: DryRunResult) -> dict[str, Any]:
         "table": {ss.name: _service_json(ss) for ss in result.table},
         "members": list(result.membership.members),
         "quorate": result.membership.quorate,
+        "awaiting_fence": list(result.table.awaiting_fence),
         "livelock": result.livelock,
     }

@@ -5,6 +5,7 @@
     rg_test noop CONF start|stop|status TYPE NAME
     rg_test delta CONF1 CONF2
     rg_test simulate CONF [--state FILE] [--event E]... [--explain] [--save-state FILE]
+                          [--no-auto-fence] [--no-fencing]
     rg_test schema
 
 Common options (--json, --debug) go before or after the subcommand.
@@ -13,6 +14,15 @@ A configuration fragment in the style of rgmanager's own test files (a
 bare <cluster> without name, config_version or clusternodes) is accepted
 here, with a W_FRAGMENT warning naming what is missing; the daemon still
 requires them.
+
+simulate plans as the cluster does with fencing: a node lost while it runs
+a service is fenced before the service starts elsewhere. The dry run
+assumes every fence succeeds right after the loss (printing "NODE fenced
+(dry run: fencing assumed to succeed)"), in a partition with quorum;
+--no-auto-fence turns that off, so the services stay "recovering" (reason
+"awaiting fence of NODE") until an event fenced:NODE says the node is off,
+as a fence agent or 'clusvcadm --fence-ack NODE' would in a cluster.
+--no-fencing plans without fencing: a lost node counts as fenced at once.
 
 Exit codes: 0 fine; 1 the configuration loaded with warnings, e.g. a
 fragment (for "test CONF", which prints it; an operation exits with the
@@ -131,10 +141,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--state", help="starting state (JSON, as written by --save-state); "
                    "default: all nodes online, autostart services placed")
     s.add_argument("--event", action="append", default=[], metavar="E",
-                   help="repeatable, applied in order: node-down:N node-up:N fail:RES "
+                   help="repeatable, applied in order: node-down:N node-up:N fenced:N fail:RES "
                    "wait:SECS enable:S[:N|:-F] disable:S relocate:S[:N] migrate:S[:N] "
                    "restart:S stop:S "
                    "freeze:S unfreeze:S convalesce:S start-fail:S:N stop-fail:S:N")
+    s.add_argument("--no-auto-fence", dest="auto_fence", action="store_false",
+                   help="do not fence a lost node automatically: its services wait "
+                   "(recovering) until an event fenced:N")
+    s.add_argument("--no-fencing", dest="fencing", action="store_false",
+                   help="plan without fencing (a lost node counts as fenced at once)")
     s.add_argument("--explain", action="store_true",
                    help="show every candidate node and why it was chosen or not")
     s.add_argument("--save-state", metavar="FILE", help="write the final state here")
@@ -369,7 +384,6 @@ def _read_state(path: str, conf: str, loaded: Loaded
 
 def cmd_simulate(args: argparse.Namespace, rules: RuleSet) -> int:
     """A dry run through the same planner the daemon uses (rgmanager.planner.dryrun)."""
-    from ..planner import PlanModel
     from ..planner.dryrun import START_TIME, Quorum, dry_run, initial, state_to_json
     from ..planner.dryrun_lang import check_events, parse_event
 
@@ -380,7 +394,7 @@ def cmd_simulate(args: argparse.Namespace, rules: RuleSet) -> int:
     loaded = _load(args.conf, rules, args.json)
     if isinstance(loaded, int):
         return loaded
-    model = PlanModel.build(loaded.config, loaded.forest)
+    model = loaded.plan_model(fencing=args.fencing)
     quorum = Quorum.from_config(loaded.config)
     try:
         check_events(model, events)
@@ -393,7 +407,7 @@ def cmd_simulate(args: argparse.Namespace, rules: RuleSet) -> int:
                                  quorum=quorum)
         clock = None
     result = dry_run(model, table, members, events, args.explain, quorum=quorum,
-                     clock=max(clock or 0.0, START_TIME))
+                     clock=max(clock or 0.0, START_TIME), auto_fence=args.auto_fence)
     if args.save_state:
         try:
             with open(args.save_state, "w", encoding="utf-8") as f:

@@ -111,7 +111,8 @@ class _Planner:
         run what it ran; it takes nothing new until it is fenced)."""
         unfenced = self.table.awaiting_fence
         self.online = [m for m in self.members if m not in unfenced] if self.quorate else []
-        self.place = Placement(self.model, self.table.occupants, self.online, unfenced)
+        self.place = Placement(self.model, self.table.occupants, self.online,
+                               [m for m in self.members if m in unfenced])
 
     def put(self, ss: ServiceState) -> None:
         if ss.state == State.STOPPED and self.table.get(ss.name).state != State.STOPPED:
@@ -248,7 +249,10 @@ class _Planner:
                       f"({', '.join(names)})")
             for name in names:
                 ss = self.table.get(name)
-                if not ss.frozen:  # a frozen one stays as it is (said when recovering)
+                if ss.frozen:
+                    self.note(f"{name}: frozen; left as it is until unfrozen (and then "
+                              f"recovered once {node} is fenced)")
+                else:
                     self.fence_wait(ss, node)
         self.place_on_online()
 
@@ -320,8 +324,9 @@ class _Planner:
             if not ss.running or not gone:
                 continue
             if ss.frozen:
-                self.note(f"{ss.name}: owner {ss.owner} is down but the service is frozen; "
-                          "left as it is until unfrozen")
+                if ss.owner not in unfenced:  # one that waits for a fence was named then
+                    self.note(f"{ss.name}: owner {ss.owner} is down but the service is "
+                              "frozen; left as it is until unfrozen")
                 continue
             dead = ss.owner or ""
             if dead in unfenced:  # unfrozen while its owner still waits for the fence

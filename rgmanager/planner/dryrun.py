@@ -9,6 +9,17 @@ the planner asks for is "carried out" by feeding its completion
 is left to do; injected failures (``start-fail``/``stop-fail``) make the next
 matching completion report an error instead.
 
+A dry run plans with fencing on (``PlanModel.fencing``): a member lost while
+it runs something is fenced before its services move. Unless told otherwise
+(``auto_fence=False``, ``rg_test simulate --no-auto-fence``) the dry run
+assumes the fence succeeds right after the loss, when the partition is
+quorate (a partition without quorum fences nobody), and says so; the event
+``fenced:NODE`` fences by hand, so the waiting state can be looked at.
+
+There is no step limit: an event is settled by :func:`.core.settle`, whose
+:class:`~.core.RepetitionGuard` reports a livelock when the table and the
+pending events repeat, whatever the number of services.
+
 Everything is deterministic (a simulated clock starting at 1000 s that
 advances one second per event and per completion) so that the output can be
 compared byte for byte, and nothing here does I/O. The events are written
@@ -18,7 +29,6 @@ live with the other command-line output (``rgmanager.cli.render``).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,11 +38,12 @@ from ..cluster.base import Membership
 from ..cluster.quorum import effective_expected, quorate
 from ..config.model import ClusterConfig
 from ..state import Table
-from .core import plan
+from .core import Plan, settle
 from .dryrun_lang import INJECT_KINDS, DryRunEvent, check_events, parse_event, resolve_resource
 from .events import (
     Action,
     Event,
+    NodeFenced,
     NodesChanged,
     Op,
     PartsDone,
@@ -52,8 +63,8 @@ from .model import PlanModel
 
 #: The simulated clock of a fresh run (well after the initial placement at 0).
 START_TIME = 1000.0
-#: Planner calls allowed for one event before the run is declared a livelock.
-MAX_STEPS = 1000
+#: ``NodeFenced.by`` of the dry run's own fencing (automatic or ``fenced:NODE``).
+DRY_RUN_FENCER = "the dry run"
 
 
 # -- quorum -------------------------------------------------------------------
@@ -124,14 +135,14 @@ class DryRunCluster:
     """The simulated cluster: current table, membership, clock and pending faults."""
 
     def __init__(self, model: PlanModel, table: Table, membership: Membership,
-                 quorum: Quorum, clock: float, explain: bool, max_steps: int) -> None:
+                 quorum: Quorum, clock: float, explain: bool, auto_fence: bool = True) -> None:
         self.model = model
         self.table = table.only(model.services)
         self.membership = membership
         self.quorum = quorum
         self.clock = clock
         self.explain = explain
-        self.max_steps = max_steps
+        self.auto_fence = auto_fence
         self.faults: set[tuple[str, str, str]] = set()  # (start|stop, service, member)
         self.requests = 0
         self.livelock = False
@@ -168,13 +179,21 @@ class DryRunCluster:
                 step.note(f"{member} is not a member; nothing happens")
             else:
                 self.membership = self.members(current - {member})
-                event = NodesChanged(self.tick(), left=(member,))
+                self.settle(NodesChanged(self.tick(), left=(member,)), step)
+                self.fence_lost(step)
         elif ev.kind == "node-up":
             if member in current:
                 step.note(f"{member} is already a member; nothing happens")
             else:
                 self.membership = self.members(current | {member})
-                event = NodesChanged(self.tick(), joined=(member,))
+                self.settle(NodesChanged(self.tick(), joined=(member,)), step)
+                self.fence_lost(step)
+        elif ev.kind == "fenced":
+            if member in current:
+                step.note(f"fencing {member} reboots it: it leaves the cluster first")
+                self.membership = self.members(current - {member})
+                self.settle(NodesChanged(self.tick(), left=(member,)), step)
+            event = NodeFenced(self.tick(), member, DRY_RUN_FENCER)
         elif ev.kind == "fail":
             service, path = resolve_resource(self.model, ev.resource)
             ss = self.table.get(service)
@@ -191,37 +210,52 @@ class DryRunCluster:
             self.settle(event, step)
         return step
 
+    def fence_lost(self, step: Step) -> None:
+        """Automatic fencing: in a quorate partition every lost node the table
+        awaits is fenced, successfully (the coordinator's job in a cluster).
+        A member that is awaited (it rejoined before it was fenced) would be
+        fenced, that is rebooted; the dry run leaves that to ``fenced:NODE``."""
+        if not (self.auto_fence and self.model.fencing and self.membership.quorate):
+            return
+        for node in self.table.awaiting_fence:
+            if node in self.membership.members:
+                step.note(f"{node} rejoined before it was fenced; its services wait until "
+                          f"it is (fenced:{node} fences it)")
+                continue
+            step.note(f"{node} fenced (dry run: fencing assumed to succeed)")
+            self.settle(NodeFenced(self.tick(), node, DRY_RUN_FENCER), step)
+
     def settle(self, first: Event, step: Step) -> None:
-        """Plan ``first``, then complete every action (FIFO) until quiet."""
-        queue: deque[Event] = deque([first])
-        calls = 0
-        while queue:
-            if calls >= self.max_steps:
-                self.livelock = True
-                step.note(f"livelock: still busy after {calls} planner steps; giving up on "
-                          "this event")
-                return
-            calls += 1
-            event = queue.popleft()
-            p = plan(self.model, self.table, self.membership, event)
+        """Plan ``first``, then complete every action (FIFO) until quiet, or
+        until the planner repeats itself (a livelock, noted in the step)."""
+        planned = [0]
+
+        def seen(event: Event, p: Plan) -> None:
             self.table = p.table
-            if calls == 1 and not p.notes and not p.actions:
+            planned[0] += 1
+            if planned[0] == 1 and not p.notes and not p.actions:
                 step.note("the planner decided nothing")
             step.lines += [("note", n) for n in p.notes]
             step.lines += [("action", describe(a)) for a in p.actions]
             if self.explain:
                 step.lines += [("explain", f"{svc}: {line}")
                                for svc, lines in p.explain.items() for line in lines]
-            for action in p.actions:
-                if not isinstance(action, Reply) and action.node not in self.membership.members:
-                    # Only the addressed member carries an action out; a dead one never
-                    # reports back, so neither does the dry run.
-                    step.note(f"{action.node} is not a member; nobody carries out "
-                              f"'{describe(action)}'")
-                    continue
-                done = self.complete(action)
-                if done is not None:
-                    queue.append(done)
+
+        def complete(action: Action) -> Event | None:
+            if not isinstance(action, Reply) and action.node not in self.membership.members:
+                # Only the addressed member carries an action out; a dead one never
+                # reports back, so neither does the dry run.
+                step.note(f"{action.node} is not a member; nobody carries out "
+                          f"'{describe(action)}'")
+                return None
+            return self.complete(action)
+
+        done = settle(self.model, self.table, self.membership, [first], complete, seen)
+        self.table = done.table
+        if done.livelock:
+            self.livelock = True
+            step.note(f"livelock: after {done.steps} planner steps the table and the pending "
+                      "events are as they were before; giving up on this event")
 
     def complete(self, action: Action) -> Event | None:
         """The completion the cluster would report for ``action``."""
@@ -245,8 +279,7 @@ def initial(model: PlanModel, members: Sequence[str], now: float = 0.0,
     """The steady state of a cluster whose ``members`` all just came up: every
     autostart service placed where the planner puts it and started."""
     quorum = quorum or Quorum.one_vote_each(model)
-    cluster = DryRunCluster(model, Table(), Membership((), False), quorum, now, False,
-                            MAX_STEPS)
+    cluster = DryRunCluster(model, Table(), Membership((), False), quorum, now, False)
     cluster.membership = cluster.members(set(members))
     first = NodesChanged(now, joined=cluster.membership.members)
     cluster.settle(first, Step("initial"))
@@ -256,8 +289,11 @@ def initial(model: PlanModel, members: Sequence[str], now: float = 0.0,
 def dry_run(model: PlanModel, table: Table, membership: Membership,
             events: Sequence[DryRunEvent | str], explain: bool = False, *,
             quorum: Quorum | None = None, clock: float = START_TIME,
-            max_steps: int = MAX_STEPS) -> DryRunResult:
+            auto_fence: bool = True) -> DryRunResult:
     """Apply ``events`` in order and return every step and the final state.
+
+    ``auto_fence``: a lost member the planner waits for is fenced right away
+    (with quorum); off, only a ``fenced:NODE`` event fences.
 
     Raises ValueError (before simulating anything) for unparsable events or
     ones naming unknown nodes/resources.
@@ -267,7 +303,7 @@ def dry_run(model: PlanModel, table: Table, membership: Membership,
     if not table.members:  # a given table was in step with the given membership
         table = table.with_members(membership.members)
     cluster = DryRunCluster(model, table, membership,
-                            quorum or Quorum.one_vote_each(model), clock, explain, max_steps)
+                            quorum or Quorum.one_vote_each(model), clock, explain, auto_fence)
     start_table = cluster.table
     steps = [cluster.apply(ev) for ev in parsed]
     return DryRunResult(steps, cluster.table, cluster.membership, cluster.clock, start_table,
@@ -297,5 +333,5 @@ def state_from_json(data: Mapping[str, Any]) -> tuple[Table, Membership, float |
     return table, Membership(members, is_quorate), clock
 
 
-__all__ = ["MAX_STEPS", "START_TIME", "DryRunCluster", "DryRunResult", "Quorum", "Step",
+__all__ = ["DRY_RUN_FENCER", "START_TIME", "DryRunCluster", "DryRunResult", "Quorum", "Step",
            "dry_run", "initial", "state_from_json", "state_to_json"]

@@ -25,12 +25,12 @@ MAX_WAIT = 10 * 365 * 86400
 REQUEST_KINDS: tuple[str, ...] = tuple(str(op) for op in REQUEST_OPS)
 #: Requests that name a target member after the service.
 TARGETED = (str(Op.ENABLE), str(Op.RELOCATE), str(Op.MIGRATE))
-NODE_KINDS = ("node-down", "node-up")
+NODE_KINDS = ("node-down", "node-up", "fenced")
 INJECT_KINDS = ("start-fail", "stop-fail")
 KINDS = NODE_KINDS + ("fail", "wait") + REQUEST_KINDS + INJECT_KINDS
 
 EVENT_SYNTAX = (
-    "node-down:N | node-up:N | fail:RES | wait:SECONDS | enable:S[:N|:-F] | disable:S | "
+    "node-down:N | node-up:N | fenced:N | fail:RES | wait:SECONDS | enable:S[:N|:-F] | disable:S | "
     "relocate:S[:N] | migrate:S[:N] | restart:S | stop:S | freeze:S | unfreeze:S | "
     "convalesce:S | start-fail:S:N | stop-fail:S:N  (requests take an optional @ORIGIN "
     "suffix)")

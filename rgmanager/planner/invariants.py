@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Set
 from ..cluster.base import Membership
 from ..state import RUNNING_STATES, State, Table
 from .events import Action, RestartParts, Start, StartParts
+from .fencing import fence_wait_node
 from .model import PlanModel
 from .placement import ILLEGAL, candidates
 
@@ -41,6 +42,32 @@ def check_actions(model: PlanModel, membership: Membership, actions: Iterable[Ac
         d = spec.domain if spec else None
         if d is not None and d.restricted and d.member(a.node) is None:
             out.append(f"start of {a.service} on {a.node}, outside restricted domain {d.name}")
+    return out
+
+
+def check_fencing(model: PlanModel, before: Table, after: Table,
+                  actions: Iterable[Action]) -> list[str]:
+    """Rules for fencing, over one plan (``before`` -> ``after``).
+
+    Never start a service on another node while its last owner is lost and
+    not fenced: that node may still run it (a hang, a cut cable), and this
+    is how a service ends up active twice with fencing configured. And with
+    fencing on, a member that left while it occupied a service is awaited.
+    """
+    out = []
+    awaiting = after.awaiting_fence
+    for a in actions:
+        if not isinstance(a, Start):
+            continue
+        node = fence_wait_node(before.get(a.service), awaiting)
+        if node is not None and node != a.node:
+            out.append(f"start of {a.service} on {a.node} while its last owner {node} is "
+                       "lost and not fenced")
+    if model.fencing:
+        left = set(before.members) - set(after.members)
+        occupied = {ss.occupies for ss in before if ss.occupies in left}
+        for node in sorted(n for n in occupied if n is not None and n not in awaiting):
+            out.append(f"{node} left while occupying a service, yet nobody awaits its fence")
     return out
 
 
@@ -93,9 +120,15 @@ def check_quiet(model: PlanModel, table: Table, membership: Membership,
     """Rules for a cluster where every action has completed: nothing is
     stuck half way, no request waits, and every service that could run does.
     ``include_held``: also services held stopped (after a membership change
-    nothing is held)."""
+    nothing is held). A service waiting for its lost owner's fence waits,
+    with what was asked of it, until the fence; a member awaiting fence can
+    run nothing new."""
     out = []
+    awaiting = table.awaiting_fence
+    online = [m for m in membership.members if m not in awaiting]
     for ss in table:
+        if fence_wait_node(ss, awaiting) is not None:
+            continue
         if ss.request:
             out.append(f"{ss.name}: request {ss.request} still waits for a reply")
         if ss.queued and membership.quorate:
@@ -113,7 +146,7 @@ def check_quiet(model: PlanModel, table: Table, membership: Membership,
         if spec.depend and spec.depend in model.services and \
                 table.get(spec.depend).state != State.STARTED:
             continue
-        ok = [c.node for c in candidates(model, spec, table, membership.members)
+        ok = [c.node for c in candidates(model, spec, table, online)
               if c.eligible and c.score > ILLEGAL]
         if ok:
             out.append(f"{ss.name} stopped although {', '.join(ok)} could run it")

@@ -127,7 +127,8 @@ class Placement:
         self.model = model
         self.occupants = occupants
         self.online = frozenset(online)
-        #: Members awaiting fence: not online for placement; said so in explanations.
+        #: Members that rejoined awaiting fence: not online for placement; the
+        #: explanations say why.
         self.unfenced = frozenset(unfenced)
         if self.online.issubset(model.node_ids):
             self.nodes = model.node_order
@@ -155,7 +156,7 @@ class Placement:
         for node in self.nodes:
             sc, why = score(spec, node, self.online, ss, view)
             if node in self.unfenced:
-                why = "lost and not fenced yet"
+                why = "rejoined, not fenced yet"
             eligible = sc > ILLEGAL
             if eligible and node in exclude:
                 eligible, why = False, why + "; excluded (already tried or current owner)"
