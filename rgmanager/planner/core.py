@@ -219,6 +219,10 @@ class _Planner:
             self.note(f"node {node} left the cluster")
         if self.model.fencing:
             self.await_fence(left)
+        for node in joined:
+            if node in self.table.awaiting_fence:
+                self.note(f"node {node} rejoined before it was fenced: it takes no service "
+                          "and what it ran waits until it is fenced")
         if not self.quorate:
             self.note("no quorum: no service is placed or recovered")
             self.emergency_stops()

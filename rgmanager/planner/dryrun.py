@@ -219,8 +219,8 @@ class DryRunCluster:
             return
         for node in self.table.awaiting_fence:
             if node in self.membership.members:
-                step.note(f"{node} rejoined before it was fenced; its services wait until "
-                          f"it is (fenced:{node} fences it)")
+                step.note(f"the coordinator would fence (reboot) {node} now; the dry run "
+                          f"leaves that to an event fenced:{node}")
                 continue
             step.note(f"{node} fenced (dry run: fencing assumed to succeed)")
             self.settle(NodeFenced(self.tick(), node, DRY_RUN_FENCER), step)
