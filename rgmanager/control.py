@@ -52,14 +52,27 @@ MAX_CONNECTIONS = 64
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
+#: ``{"op": "fence_ack", "node": NAME}``: an administrator has made sure the
+#: lost member NAME is off (``clusvcadm --fence-ack``, rgmanager's
+#: fence_ack_manual). The daemon turns it into the ordered ``NodeFenced``
+#: event (``by`` "admin") and answers with a code like any request. Not a
+#: planner ``Op``: those are requests about a service, queued per service;
+#: this one is about a member and goes to the fencing side.
+OP_FENCE_ACK = "fence_ack"
+
+
+def fence_ack_payload(node: str) -> dict[str, Any]:
+    """The control request for ``clusvcadm --fence-ack NODE``."""
+    return {"op": OP_FENCE_ACK, "node": node}
+
 # Kept for rgmanager/cli/clustat.py until it imports rgmanager.codes itself;
 # everything else uses rgmanager.codes directly.
 SUCCESS = codes.ESUCCESS
 strerror = codes.strerror
 
 __all__ = [
-    "ControlServer", "DaemonNotRunning", "ProtocolError", "call", "connect", "request",
-    "socket_path",
+    "OP_FENCE_ACK", "ControlServer", "DaemonNotRunning", "ProtocolError", "call", "connect",
+    "fence_ack_payload", "request", "socket_path",
 ]
 
 

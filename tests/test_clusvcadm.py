@@ -365,6 +365,48 @@ def test_lock_status(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str],
     assert run(capsys, "-S") == (0, [text], [])
 
 
+# ----------------------------------------------------------------- fence ack
+
+
+def test_fence_ack_sends_one_control_request(daemon: FakeDaemon,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    daemon.replies["fence_ack"] = ok()
+    code, out, err = run(capsys, "--fence-ack", "node2")
+    assert (code, out, err) == (0, ["Acknowledging that node2 is fenced...Success"], [])
+    assert daemon.requests == [{"op": "fence_ack", "node": "node2"}]
+
+
+def test_fence_ack_refused_exits_with_the_code(daemon: FakeDaemon,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    daemon.replies["fence_ack"] = {"code": codes.EINVAL,
+                                   "text": "node2 is a member; it is not waiting to be fenced"}
+    code, out, _ = run(capsys, "--fence-ack=node2")
+    assert code == codes.exit_status(codes.EINVAL)
+    assert out == ["Acknowledging that node2 is fenced...node2 is a member; it is not "
+                   "waiting to be fenced"]
+
+
+def test_fence_ack_without_a_daemon(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(control.SOCKET_ENV, "/nonexistent/rgmanager.sock")
+    code, out, err = run(capsys, "--fence-ack", "node2")
+    assert (code, out, err) == (1, [], [clusvcadm.NOT_RUNNING])
+
+
+def test_fence_ack_needs_a_member(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--fence-ack")
+    assert (code, out) == (1, [])
+    assert err[0].startswith("clusvcadm: option --fence-ack requires argument")
+    code, _, err = run(capsys, "--fence-ack=")
+    assert code == 1 and err[0] == "clusvcadm: --fence-ack needs a member name"
+
+
+def test_help_documents_fence_ack(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "-h")
+    text = "\n".join(out)
+    assert code == 0 and "--fence-ack <member>" in text and "fence_ack_manual" in text
+
+
 # ----------------------------------------------------------------- misc
 
 

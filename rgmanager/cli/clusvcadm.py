@@ -65,6 +65,16 @@ Resource Group Locking (for cluster Shutdown / Debugging):
   -S                     Show lock state
   -u                     Unlock resource group managers.
                          This allows resource groups to start.
+Fencing:
+  --fence-ack <member>   Tell the cluster that <member>, a lost member
+                         waiting to be fenced, is off: you have made
+                         sure it is powered off or cut off from the
+                         shared storage (rgmanager's fence_ack_manual).
+                         Its services, shown as recovering ("awaiting
+                         fence of <member>"), are then recovered on
+                         other members. The cluster takes your word for
+                         it: never use it on a member that may still
+                         run services. Logged by the daemon.
 Waiting for the resource group manager:
   --timeout <seconds>    Wait at most <seconds> (default 300) for the
                          reply; then print "Timed out waiting for a
@@ -97,6 +107,8 @@ SERVICE_ACTIONS: dict[str, tuple[Op, str]] = {
     "-c": (Op.CONVALESCE, "convalescing"),
 }
 LOCK_ACTIONS = {"-l": "lock", "-u": "unlock", "-S": "lock_status"}
+#: ``Options.op`` of --fence-ack (a control op of its own, not a service request).
+FENCE_ACK = control.OP_FENCE_ACK
 
 
 class UsageError(Exception):
@@ -114,6 +126,7 @@ class Options:
     version: bool = False
     help: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    fence_node: str | None = None  # --fence-ack
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -123,7 +136,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     """
     try:
         opts, rest = getopt.getopt(list(argv), "c:d:e:r:n:m:FvR:s:M:Z:U:qh?luS",
-                                   ["timeout="])
+                                   ["timeout=", "fence-ack="])
     except getopt.GetoptError as e:
         raise UsageError(str(e)) from e
     if rest:
@@ -135,6 +148,10 @@ def parse_args(argv: Sequence[str]) -> Options:
             o.service = service_name(value)
         elif flag in LOCK_ACTIONS:
             o.op, o.service = LOCK_ACTIONS[flag], None
+        elif flag == "--fence-ack":
+            if not value:
+                raise UsageError("--fence-ack needs a member name")
+            o.op, o.service, o.fence_node = FENCE_ACK, None, value
         elif flag in ("-m", "-n"):
             o.node = value
         elif flag == "-F":
@@ -187,6 +204,8 @@ def _run(o: Options) -> int:
     try:
         if o.op in LOCK_ACTIONS.values():
             return _lock_op(o)
+        if o.op == FENCE_ACK:
+            return _fence_ack(o)
         return _service_op(o)
     except control.DaemonNotRunning:
         print(NOT_RUNNING, file=sys.stderr)
@@ -218,6 +237,21 @@ def _lock_op(o: Options) -> int:
         return 1
     print(f"Resource groups {'locked' if o.op == 'lock' else 'unlocked'}")
     return 0
+
+
+def _fence_ack(o: Options) -> int:
+    """--fence-ack NODE: one control request; the reply's text, exit as any request."""
+    assert o.fence_node is not None
+    sock = control.connect(timeout=o.timeout)
+    print(f"Acknowledging that {o.fence_node} is fenced...", end="", flush=True)
+    try:
+        reply = control.call(sock, control.fence_ack_payload(o.fence_node))
+    except BaseException:
+        print(flush=True)  # finish the "..." line before the error goes to stderr
+        raise
+    code = int(reply["code"])
+    print(str(reply.get("text") or codes.strerror(code)))
+    return codes.exit_status(code)
 
 
 def resolve_member(name: str, members: Sequence[dict[str, Any]]) -> str | None:
