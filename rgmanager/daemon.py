@@ -33,13 +33,12 @@ from .errors import ConfigError, Severity
 from .loader import Loaded, load
 from .manager import Manager, ReloadRefused
 from .pidlock import AlreadyRunning, PidLock
+from .planner.events import REQUEST_OPS, Op
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONF = "/etc/cluster/cluster.conf"
 DEFAULT_REQUEST_TIMEOUT = 300.0  # seconds a request may wait for the cluster
-REQUEST_OPS = ("enable", "disable", "relocate", "restart", "stop", "freeze", "unfreeze",
-               "convalesce", "migrate")
 SYSLOG_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL,
                  3: logging.ERROR, 4: logging.WARNING, 5: logging.WARNING, 6: logging.INFO,
                  7: logging.DEBUG}
@@ -64,19 +63,15 @@ class Options:
     lock_file: str | None = None
 
 
-def _on(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "yes", "on", "true")
-
-
 def configure_logging(config: ClusterConfig, to_stderr: bool = True) -> None:
     """Apply ``<logging>`` (and ``<rm log_level>``) to the root logger."""
     lg = dict(config.logging)
     mine = next((d for d in config.logging_daemons if d.get("name") == "rgmanager"), {})
     merged = {**lg, **mine}
     level = logging.INFO
-    if "log_level" in config.rm.attrs:
-        level = SYSLOG_LEVELS.get(int(config.rm.attrs["log_level"]), logging.INFO)
-    if _on(merged.get("debug")):
+    if config.rm.log_level is not None:
+        level = SYSLOG_LEVELS.get(config.rm.log_level, logging.INFO)
+    if config.log_debug:
         level = logging.DEBUG
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -86,14 +81,14 @@ def configure_logging(config: ClusterConfig, to_stderr: bool = True) -> None:
     handlers: list[logging.Handler] = []
     if to_stderr:
         handlers.append(logging.StreamHandler())
-    if _on(merged.get("to_logfile")) or merged.get("logfile"):
-        path = merged.get("logfile") or "/var/log/cluster/rgmanager.log"
+    if config.log_to_logfile or config.log_file:
+        path = config.log_file or "/var/log/cluster/rgmanager.log"
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             handlers.append(logging.FileHandler(path))
         except OSError as err:
             log.warning("cannot open log file %s: %s", path, err)
-    if _on(merged.get("to_syslog")) and os.path.exists("/dev/log"):
+    if config.log_to_syslog and os.path.exists("/dev/log"):
         facility = merged.get("syslog_facility", "daemon")
         sh = logging.handlers.SysLogHandler(
             "/dev/log", logging.handlers.SysLogHandler.facility_names.get(facility, 3))
@@ -249,16 +244,16 @@ class Daemon:
         if op in ("lock", "unlock"):
             self.locked = op == "lock"
             log.info("resource groups %s", "locked" if self.locked else "unlocked")
-            return {"code": codes.SUCCESS, "text": codes.strerror(codes.SUCCESS),
+            return {"code": codes.ESUCCESS, "text": codes.strerror(codes.ESUCCESS),
                     "locked": self.locked}
         if op == "lock_status":
-            return {"code": codes.SUCCESS, "text": "Success", "locked": self.locked}
+            return {"code": codes.ESUCCESS, "text": "Success", "locked": self.locked}
         if op == "reload":
             return self.reload("control request")
         if op not in REQUEST_OPS:
             return {"code": codes.EINVAL, "text": f"unknown operation {op!r}"}
         service = str(req.get("service") or "")
-        if self.locked and op in ("enable", "relocate", "restart", "migrate"):
+        if self.locked and op in (Op.ENABLE, Op.RELOCATE, Op.RESTART, Op.MIGRATE):
             return {"code": codes.EAGAIN, "text": "Resource groups are locked"}
         # The client says how long it waits (clusvcadm --timeout); the daemon
         # gives up a little earlier so that its answer still reaches it.
@@ -286,7 +281,7 @@ class Daemon:
                 log.error("reload (%s) failed: %s; configuration %d stays in force",
                           trigger, _describe(err), self.loaded.config.config_version)
                 log.debug("reload failure", exc_info=True)
-                return {"code": codes.FAILURE, "text": f"reload failed: {_describe(err)}; "
+                return {"code": codes.EFAIL, "text": f"reload failed: {_describe(err)}; "
                         "nothing changed"}
 
     def _reload(self, trigger: str) -> dict[str, Any]:
@@ -324,7 +319,7 @@ class Daemon:
                 log.error("reload to config_version %d failed while applying: %s; "
                           "configuration %d stays in force", version, _describe(err), current)
                 log.debug("reload failure", exc_info=True)
-                return {"code": codes.FAILURE, "text": f"reload failed: {_describe(err)}"}
+                return {"code": codes.EFAIL, "text": f"reload failed: {_describe(err)}"}
             self.loaded = new
         try:
             configure_logging(new.config, self.opts.log_to_stderr)
@@ -334,7 +329,7 @@ class Daemon:
         for r in new.reports:
             log.warning("%s", r)
         log.info("configuration %d -> %d applied (%d changes)", current, version, len(done))
-        return {"code": codes.SUCCESS, "text": "Success", "changes": done}
+        return {"code": codes.ESUCCESS, "text": "Success", "changes": done}
 
     def _config_needed(self, version: int) -> None:
         """Another node switched the cluster to ``version``: read our file now

@@ -131,9 +131,8 @@ class Manager:
         self.node = cluster.local_node
         self.clock = clock
         self._set_config(loaded)
-        enforce = loaded.config.rm.attrs.get("enforce_timeouts", "0") in ("1", "yes", "true",
-                                                                            "on")
-        self.ops = TreeOps(runner, enforce_timeouts=enforce, extra_env=extra_env)
+        self.ops = TreeOps(runner, enforce_timeouts=loaded.config.rm.enforce_timeouts,
+                           extra_env=extra_env)
         self.checker = StatusChecker(self.ops)
         self.lock = threading.RLock()  # guards table/model/membership
         self.replica = TableReplica(self.node, cluster, self.lock,

@@ -17,9 +17,9 @@ It mimics what the manager relies on from corosync CPG + votequorum:
   fresh member (its first change lists itself as joined).
 - *Online vs member.* ``online_nodes()`` are the live nodes of this node's
   partition whose channel is up, started (rgmanager joined) or not.
-- *Quorum.* A group is quorate when the sum of its members' votes is more than
-  ``expected_votes // 2``; with ``two_node`` a single node is enough, as with
-  corosync's ``two_node: 1``.
+- *Quorum.* votequorum's rule from ``cluster.quorum``: a strict majority of
+  the expected votes, never fewer than the most votes seen together; with
+  ``two_node`` a single node is enough, as with corosync's ``two_node: 1``.
 
 Two ways to drive deliveries:
 
@@ -50,6 +50,7 @@ from .base import (
     MembershipChange,
     Message,
 )
+from .quorum import effective_expected, quorate
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class SimNetwork:
         self._expected = (expected_votes if expected_votes is not None
                           else sum(self._votes.values()))
         self._two_node = two_node
+        self._seen_votes = 0  # the highest member votes met together (votequorum's memory)
         self._threaded = threaded
         # One lock for everything: a change must reach all members' queues atomically.
         self._cond = threading.Condition(threading.RLock())
@@ -182,9 +184,9 @@ class SimNetwork:
 
     def quorate(self, members: Sequence[str]) -> bool:
         """Whether a group made of ``members`` has quorum (votequorum's rule)."""
-        if self._two_node:
-            return len(members) >= 1
-        return sum(self._votes[m] for m in members) > self._expected // 2
+        votes = sum(self._votes[m] for m in members)
+        return quorate(votes, effective_expected(self._expected, self._seen_votes),
+                       self._two_node)
 
     # ------------------------------------------------------- fault injection
 
@@ -392,6 +394,7 @@ class SimNetwork:
                 continue
             self._epoch += 1
             self._seq += 1
+            self._seen_votes = max(self._seen_votes, sum(self._votes[m] for m in members))
             membership = Membership(members, self.quorate(members), self._epoch)
             for node in group:
                 if node._view:
