@@ -489,3 +489,42 @@ def test_every_planner_op_is_an_event(model: PlanModel) -> None:
     result = dry_run(model, table, members, ["migrate:web:node2"])
     assert result.steps[0].of("action") == ["reply to node1: -8 Invalid operation for resource"]
     assert result.table.get("service:web").owner == "node1"
+
+
+def test_cli_no_auto_fence_shows_the_waiting_state(conf: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "state.json"
+    r = rg_test("simulate", str(conf), "--no-auto-fence", "--event", "node-down:node1",
+                "--save-state", str(saved), cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith(
+        "=== Resulting table ===\n"
+        "  service:db   disabled    -\n"
+        "  service:web  recovering  -  last owner node1, awaiting fence of node1\n"
+        "  Members: node2 node3 (quorate)\n"
+        "  Awaiting fence: node1\n")
+    assert "dry run: fencing assumed" not in r.stdout
+    # The saved state keeps the wait; a later fenced:node1 ends it.
+    r = rg_test("--json", "simulate", str(conf), "--state", str(saved), "--event",
+                "fenced:node1", cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["awaiting_fence"] == []
+    assert data["table"]["service:web"]["owner"] == "node2"
+    assert "reason" not in data["table"]["service:web"]
+
+
+def test_cli_no_fencing_plans_as_the_daemon_does_today(conf: Path, tmp_path: Path) -> None:
+    r = rg_test("simulate", str(conf), "--no-fencing", "--event", "node-down:node1",
+                cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "fence" not in r.stdout
+    assert "service:web: starting on node2 (taking over from down member node1)" in r.stdout
+
+
+def test_cli_help_documents_fencing(tmp_path: Path) -> None:
+    r = rg_test("simulate", "-h", cache=tmp_path)
+    assert r.returncode == 0
+    for words in ("--no-auto-fence", "--no-fencing", "fenced:N"):
+        assert words in r.stdout
+    r = rg_test("-h", cache=tmp_path)
+    assert "fencing assumed to succeed" in r.stdout and "--fence-ack" in r.stdout
