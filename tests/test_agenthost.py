@@ -289,14 +289,15 @@ def test_timeout_kills_the_worker_s_group_and_a_new_worker_serves(
 
 def test_timeout_escalates_to_sigkill(agent: Path, tmp_path: Path,
                                       kill_later: list[int]) -> None:
+    worker_pid(agent, "start")  # a warm worker: the timeout must not race its start-up
     pidfile = tmp_path / "child.pid"
     t0 = time.monotonic()
     res = run_action(request(agent, "hang-ignoring-term", params={"pidfile": str(pidfile)},
-                             timeout=0.3), kill_grace=0.5)
+                             timeout=1.0), kill_grace=0.5)
     elapsed = time.monotonic() - t0
     kill_later.append(read_pid(pidfile))
     assert res.timed_out and res.raw_rc == -signal.SIGKILL
-    assert 0.7 <= elapsed < 3.0
+    assert 1.5 <= elapsed < 10.0  # sat out timeout + grace: SIGTERM was ignored
     assert wait_for(lambda: not alive(kill_later[0]))
 
 

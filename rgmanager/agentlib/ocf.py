@@ -248,17 +248,31 @@ class Params:
 
 Handler = Callable[[Params], int]
 
+_agent_handler: logging.Handler | None = None
+
+
+def _install_log_handler(agent: str, level: int) -> None:
+    """In the agent host one process runs many agents, so each call gets a
+    fresh handler (this agent's name, this call's stderr). Only the handler a
+    previous call installed is replaced: others (a test's log capture, the
+    host's own) stay."""
+    global _agent_handler
+    root = logging.getLogger()
+    if _agent_handler is not None:
+        root.removeHandler(_agent_handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{agent}: %(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    _agent_handler = handler
+
 
 def run(spec: AgentSpec, handlers: Mapping[str, Handler], argv: Sequence[str] | None = None,
         environ: Mapping[str, str] | None = None) -> int:
     """Dispatch one OCF action and return its exit code (never raises)."""
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
-    # force: in the agent host one process runs many agents; each call gets a
-    # fresh handler (this agent's name, this call's stderr, its own redaction).
-    logging.basicConfig(level=logging.DEBUG if environ.get("OCF_TRACE") else logging.INFO,
-                        format=f"{spec.name}: %(levelname)s: %(message)s", stream=sys.stderr,
-                        force=True)
+    _install_log_handler(spec.name, logging.DEBUG if environ.get("OCF_TRACE") else logging.INFO)
     # Nothing this agent logs (its messages, errors, programs' output) may show a
     # credential from its parameters, e.g. netfs options="...,password=...".
     redact.install(redact.params_secrets(
