@@ -15,7 +15,10 @@ the service goes back on the heap at the moment its next check is due,
 which ``next_due`` (normally ``StatusChecker.next_due``) computes from the
 per-resource intervals; so each check runs at its due time, not at the next
 multiple of a polling period.  Without ``next_due`` the monitor falls back
-to rgmanager's fixed ``status_poll_interval`` tick (fixed rate, no drift).
+to rgmanager's fixed ``status_poll_interval`` tick (fixed rate): then a
+check whose due time falls just after a tick waits for the next one, so
+with a 30 s interval and the default 10 s poll about half the gaps are
+40 s -- the reason the manager should pass ``next_due``.
 A service that was not checked after all (another operation held it) is
 retried one second later (or at the poll interval if that is shorter).
 Work per check is O(log N) for the heap; watch/unwatch are O(1) and are
