@@ -6,6 +6,19 @@ input: a reload that fails for any reason (rejected file, unreadable file,
 a configuration deep enough to exhaust the recursion limit, a bug) is logged
 once and changes nothing that runs. Reloads are loaded and validated in a
 worker thread, so a slow validation never delays SIGTERM.
+
+Fencing is on for every backend: the manager fences a member lost while it
+runs a service before recovering it (docs/fencing.md). With the ``local``
+backend nothing changes in practice, as no other node can be lost.
+
+The ``fence_ack`` control request (``clusvcadm --fence-ack NODE``, cman's
+fence_ack_manual) is an administrator's word that NODE is off. It is taken
+only with quorum (else ``EQUORUM``), for a configured node that is not a
+member of the group (a member is up: refused, saying so) and that the
+cluster awaits (else it says there is nothing to acknowledge). It is logged
+at WARNING ("fence of NODE acknowledged by an administrator"), broadcast as
+``NodeFenced(by="admin")``, and answered with success once delivered here,
+like the service requests.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from .agents.discovery import RuleSet, default_agent_dirs, load_rules
 from .cluster import registry
 from .cluster.base import Cluster
 from .config.model import ClusterConfig
-from .control import ControlServer
+from .control import OP_FENCE_ACK, ControlServer
 from .errors import ConfigError, Severity
 from .loader import Loaded, load
 from .manager import Manager, ReloadRefused
@@ -200,7 +213,8 @@ class Daemon:
             log.warning("%s", r)
         self.node = pick_node(self.loaded.config, opts.node)
         self.cluster = self._backend()
-        self.manager = Manager(self.loaded, self.cluster, extra_env=opts.extra_env)
+        self.manager = Manager(self.loaded, self.cluster, extra_env=opts.extra_env,
+                               fencing=True)  # every backend (see the module docstring)
         self.manager.on_config_needed = self._config_needed
         self.server: ControlServer | None = None
         self.locked = False
@@ -250,6 +264,12 @@ class Daemon:
             return {"code": codes.ESUCCESS, "text": "Success", "locked": self.locked}
         if op == "reload":
             return self.reload("control request")
+        if op == OP_FENCE_ACK:
+            node = req.get("node")
+            if not isinstance(node, str) or not node:
+                return {"code": codes.EINVAL, "text": "fence_ack needs a node name"}
+            reply = self.manager.fence_ack(node, timeout=DEFAULT_REQUEST_TIMEOUT)
+            return {"code": reply.code, "text": reply.text}
         if op not in REQUEST_OPS:
             return {"code": codes.EINVAL, "text": f"unknown operation {op!r}"}
         service = str(req.get("service") or "")

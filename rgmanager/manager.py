@@ -36,6 +36,15 @@ never claims a table of its own.
 Losing the channel (``ClusterLost``, corosync gone) stops every service
 this node owns at once — it can no longer prove it owns them — logged at
 CRITICAL; the node then rejoins as a fresh member when the backend is back.
+
+Fencing is on by default (``fencing=True``; the daemon keeps it on for
+every backend): a member lost while it occupies a service is fenced before
+its services run elsewhere. After every delivery the ``fencing_driver``
+keeps a Fencer busy with exactly the table's awaiting nodes while this node
+is the fencing coordinator; a success is broadcast as ``NodeFenced`` and
+acts only when delivered. A node that is behind (holding deliveries for a
+config version, stopping after a lost cluster) changes nothing in its
+fencing until it has caught up; one without a current table fences nobody.
 """
 
 from __future__ import annotations
@@ -53,15 +62,18 @@ from typing import Any
 from . import codes
 from .cluster.base import Cluster, ClusterLost, Delivery, Membership, MembershipChange, Message
 from .executor import describe_rc, run_action
+from .fence import Fencer
+from .fencing_driver import FenceDriver, FencerFactory, ack_refusal
 from .loader import Loaded
 from .monitor import Monitor, StatusChecker
 from .planner import (
+    FENCED_BY_ADMIN,
     Action,
     Event,
+    NodeFenced,
     NodesChanged,
     PartsDone,
     Plan,
-    PlanModel,
     Reply,
     Request,
     RestartParts,
@@ -88,6 +100,8 @@ log = logging.getLogger(__name__)
 
 #: Message kind of a reconfiguration ("switch to config version N here").
 CONFIG = "config"
+#: Payload key of an administrator's ``NodeFenced``: the id its requester waits on.
+ACK = "ack"
 #: Default bound on operations carried out at once (different services).
 WORKERS = 16
 
@@ -126,10 +140,12 @@ Work = Start | Stop | RestartParts | StopParts | StartParts | _Reconfigure
 class Manager:
     def __init__(self, loaded: Loaded, cluster: Cluster, *, runner: Runner = run_action,
                  extra_env: Mapping[str, str] | None = None, monitor: bool = True,
-                 clock: Callable[[], float] = time.time, workers: int = WORKERS) -> None:
+                 clock: Callable[[], float] = time.time, workers: int = WORKERS,
+                 fencing: bool = True, fencer: FencerFactory = Fencer) -> None:
         self.cluster = cluster
         self.node = cluster.local_node
         self.clock = clock
+        self.fencing = fencing
         self._set_config(loaded)
         self.ops = TreeOps(runner, enforce_timeouts=loaded.config.rm.enforce_timeouts,
                            extra_env=extra_env)
@@ -164,11 +180,13 @@ class Manager:
         self._want_table: list[str] = []  # newcomers to send the table once switched
         self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick) \
             if monitor else None
+        self.fence = FenceDriver(self.node, loaded.config, cluster.broadcast, factory=fencer,
+                                 clock=clock)
 
     def _set_config(self, loaded: Loaded) -> None:
         self.loaded = loaded
         self.forest: Forest = loaded.forest
-        self.model = PlanModel.build(loaded.config, loaded.forest)
+        self.model = loaded.plan_model(fencing=self.fencing)
 
     # -- the replicated table (see replica) -----------------------------------------
     @property
@@ -227,6 +245,7 @@ class Manager:
                 mine = [s.name for s in self.table if s.owner == self.node
                         and s.state in RUNNING_STATES and not s.frozen]
             self._stop_services(mine, "shutdown")
+        self.fence.close()
         self.replica.stop()
         self.cluster.stop()
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -241,6 +260,7 @@ class Manager:
         self.running = False
         if self.monitor is not None:
             self.monitor.shutdown()
+        self.fence.close(timeout=0)  # the agents are the machine's; they die with it
         with self.lock:
             self.replica.stop()
             for queue in self.op_queues.values():
@@ -301,11 +321,26 @@ class Manager:
         try:
             with self.lock:
                 self._deliver_locked(delivery)
+                self._fence_sync()
         except Exception:  # one bad delivery must not kill the loop
             log.exception("failed to handle delivery %r", delivery)
 
+    def _fence_sync(self) -> None:
+        """The quiet point after a delivery: fence exactly the awaiting nodes if
+        this node is the coordinator, nobody otherwise (under the lock; never
+        blocks). See ``fencing_driver``."""
+        if self.killed:
+            return
+        if self._held_for is not None or self._quiescing:
+            return  # behind the stream: change nothing until caught up
+        if not self.synced:
+            self.fence.stop_all()  # no current table: fence nobody
+            return
+        self.fence.sync(self.table, self.membership, self.model)
+
     def _deliver_locked(self, delivery: Delivery) -> None:
         if isinstance(delivery, ClusterLost):
+            self.fence.stop_all()
             self._cluster_lost(delivery)
             return
         if self._held_for is not None or self._quiescing:
@@ -322,9 +357,15 @@ class Manager:
         if payload.get("kind") == CONFIG:
             self._config_message(delivery)
             return
-        event = from_payload(dict(payload))
+        data = dict(payload)
+        ack = data.pop(ACK, None)  # an administrator's fence ack: who waits for it
+        event = from_payload(data)
         self.replica.last_time = max(self.replica.last_time, event.time)
         self._apply(event)
+        if ack is not None and delivery.sender == self.node and ack in self.pending:
+            ev, box = self.pending[ack]
+            box.append(Reply(ack, self.node, codes.ESUCCESS, "Success"))
+            ev.set()
 
     def _replay(self, held: list[Delivery]) -> None:
         """Deliver what was held, in order (under the lock)."""
@@ -381,6 +422,7 @@ class Manager:
                 self._quiescing = False
                 held, self._held = self._held, []
                 self._replay(held)
+                self._fence_sync()
 
     def _counted(self, fn: Callable[..., None], *args: Any) -> Callable[[], None]:
         """``fn(*args)`` counted as in flight for wait_quiet (counted from now)."""
@@ -582,6 +624,30 @@ class Manager:
         finally:
             self.pending.pop(rid, None)
 
+    def fence_ack(self, node: str, timeout: float = 300.0) -> Reply:
+        """``clusvcadm --fence-ack node``: an administrator made sure ``node`` is
+        off. Refused for a member, a node nobody awaits, or without quorum
+        (see ``fencing_driver.ack_refusal``); otherwise broadcast as
+        ``NodeFenced(by="admin")`` and answered once it has been delivered
+        here, i.e. once every member has acted on it at the same point."""
+        with self.lock:
+            refusal = ack_refusal(self.loaded.config, self.table, self.membership, node)
+        if refusal is not None:
+            return Reply("", self.node, *refusal)
+        log.warning("fence of %s acknowledged by an administrator", node)
+        rid = f"{self.node}-ack-{uuid.uuid4().hex[:12]}"
+        ev = threading.Event()
+        box: list[Reply] = []
+        self.pending[rid] = (ev, box)
+        try:
+            payload = to_payload(NodeFenced(self.clock(), node, FENCED_BY_ADMIN))
+            self.cluster.broadcast({**payload, ACK: rid})
+            if not ev.wait(timeout):
+                return Reply(rid, self.node, codes.EAGAIN, "Timed out waiting for the cluster")
+            return box[0]
+        finally:
+            self.pending.pop(rid, None)
+
     # -- views -------------------------------------------------------------------------
     def status(self) -> StatusView:
         with self.lock:
@@ -627,6 +693,7 @@ class Manager:
                 log.info("config_version %d loaded here; switching at the held point and "
                          "replaying %d held deliveries", version, len(self._held))
                 self._release_held()
+                self._fence_sync()  # caught up: a quiet point
             elif not self.membership.members:
                 self._configs.pop(version, None)
                 raise ReloadRefused("this node is in no cluster group; nothing changed")
@@ -747,6 +814,7 @@ class Manager:
         log.info("switching from config_version %d to %d", self.loaded.config.config_version,
                  version)
         self._set_config(new)
+        self.fence.set_config(new.config)
         self._configs = {v: c for v, c in self._configs.items() if v > version}
         self.table = self.table.only(self.model.services)
         work.left = len(todo)

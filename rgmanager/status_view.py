@@ -9,6 +9,12 @@ Members: ``online`` is "the membership layer sees the node" (corosync's
 member list), ``rgmanager`` is "its rgmanager joined our group"; a node can
 be online without rgmanager (daemon not started, or killed), which is what
 clustat's ``Online`` and ``rgmanager`` columns tell apart.
+
+Fencing: ``awaiting_fence`` lists the nodes lost while they occupied a
+service and not fenced since (the table's set); such a member is marked
+``awaiting_fence`` too, and each service carries the planner's ``reason``
+(e.g. "awaiting fence of node2" for one that stays ``recovering`` until
+then), so an administrator sees *why* nothing moves.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class MemberView(TypedDict):
     local: bool
     rgmanager: bool
     estranged: bool  # a member that is not a <clusternode> of our configuration
+    awaiting_fence: bool  # lost while it occupied a service, not fenced since
 
 
 class ServiceView(TypedDict):
@@ -42,6 +49,7 @@ class ServiceView(TypedDict):
     frozen: bool
     partial: bool
     disabled_parts: list[str]
+    reason: str | None  # why it is in its state (e.g. "awaiting fence of node2"), or None
 
 
 class ClusterView(TypedDict):
@@ -58,20 +66,24 @@ class StatusView(TypedDict):
     stale: bool  # this node's table is not current (waiting for a snapshot)
     members: list[MemberView]
     services: list[ServiceView]
+    awaiting_fence: list[str]  # nodes whose services wait for their fence
 
 
 def members_view(config: ClusterConfig, local: str, membership: Membership,
-                 online: Iterable[str]) -> list[MemberView]:
+                 online: Iterable[str], awaiting: Iterable[str] = ()) -> list[MemberView]:
     members = set(membership.members)
+    unfenced = set(awaiting)
     up = set(online) | members  # a group member is online by definition
     nodes: list[MemberView] = [
         {"name": n.name, "nodeid": n.nodeid, "online": n.name in up,
-         "local": n.name == local, "rgmanager": n.name in members, "estranged": False}
+         "local": n.name == local, "rgmanager": n.name in members, "estranged": False,
+         "awaiting_fence": n.name in unfenced}
         for n in config.nodes]
     known = {n.name for n in config.nodes}
     for extra in sorted(up - known):
         nodes.append({"name": extra, "nodeid": 0, "online": True, "local": extra == local,
-                      "rgmanager": extra in members, "estranged": True})
+                      "rgmanager": extra in members, "estranged": True,
+                      "awaiting_fence": extra in unfenced})
     return nodes
 
 
@@ -87,6 +99,7 @@ def services_view(model: PlanModel, table: Table) -> list[ServiceView]:
             "frozen": ss.frozen, "partial": ss.partial,
             "disabled_parts": [parts[p].name if p in parts else p
                                for p in ss.disabled_parts],
+            "reason": ss.reason,
         })
     return services
 
@@ -99,5 +112,7 @@ def status_view(config: ClusterConfig, model: PlanModel, table: Table, local: st
             "cluster": {"name": config.name, "config_version": config.config_version,
                         "id": 0},
             "local": local, "quorate": membership.quorate, "stale": not synced,
-            "members": members_view(config, local, membership, online),
-            "services": services_view(model, table)}
+            "members": members_view(config, local, membership, online,
+                                    table.awaiting_fence),
+            "services": services_view(model, table),
+            "awaiting_fence": list(table.awaiting_fence)}
