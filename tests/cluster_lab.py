@@ -153,10 +153,15 @@ class CorosyncLab:
     """An N-node corosync cluster in network namespaces (see the module doc)."""
 
     def __init__(self, n: int = 3, *, token: int = 500, cluster_name: str = "rgmlab",
-                 extra_totem: Mapping[str, str] | None = None) -> None:
+                 extra_totem: Mapping[str, str] | None = None,
+                 show_netns: bool = False) -> None:
         if not 1 <= n <= 200:
             raise ValueError("1..200 nodes")
         self.n = n
+        # Inside a node /run is the node's own: with show_netns the host's
+        # /run/netns is bound into it, so that ``ip netns`` (and fence_netns,
+        # the lab's power switch, run by a node's daemon) sees the lab's nodes.
+        self.show_netns = show_netns
         self.token = token
         self.cluster_name = cluster_name
         self.extra_totem = dict(extra_totem or {})
@@ -241,6 +246,11 @@ class CorosyncLab:
             (node.dir / sub).mkdir()
         script = (f"mount --bind {node.dir}/run /run && "
                   "mount -t tmpfs -o size=256m tmpfs /dev/shm && exec sleep infinity")
+        if self.show_netns:
+            # Bound before /run is covered; --rbind carries the namespace files along.
+            (node.dir / "run" / "netns").mkdir()
+            script = (f"mount --rbind /run/netns {node.dir}/run/netns && "
+                      + script.replace("mount --bind", "mount --rbind", 1))
         node.holder = self._popen(["ip", "netns", "exec", node.netns, "sh", "-c", script],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE)
@@ -540,3 +550,302 @@ if __name__ == "__main__":
     with CorosyncLab(n) as lab:
         print(f"{n} nodes quorate after {time.monotonic() - t0:.2f}s in {lab.dir}")
         print({i: lab.quorum(i) for i in lab.nodes})
+
+
+# ------------------------------------------------------- rgmanager on the lab
+
+#: The lab's power switch: SIGKILLs every process of a namespace node.
+FENCE_NETNS = REPO / "tests" / "fence_agents" / "fence_netns"
+#: A fence agent that appends ``# pid=P t=MONOTONIC`` and its stdin to ``logfile=``.
+FENCE_RECORD = REPO / "tests" / "fence_agents" / "fence_record"
+
+#: Inside a node: where its rgmanager keeps the control socket, the lock and
+#: the services' state.  Under the node's private /run, so that a reboot of
+#: the node (``start_node`` empties it) forgets what ran there, as a real one does.
+NODE_RUN_STATE = "/run/rgm"
+
+WITNESS_LSB = """#!/bin/sh
+# A service's LSB script that leaves a witness: "start|stop SERVICE NODE TIME"
+# (wall clock) in one log file shared by every node, and its running state in
+# $HA_RSCTMP (the node's own, named after the node).
+d="$HA_RSCTMP"; n="$OCF_RESKEY_name"; node="${d##*/}"
+case "$1" in
+start) echo "start $n $node $(date +%s.%N)" >> WITNESS; touch "$d/$n.on" ;;
+stop) [ -e "$d/$n.on" ] && echo "stop $n $node $(date +%s.%N)" >> WITNESS
+      rm -f "$d/$n.on" ;;
+status) [ -e "$d/$n.on" ] && exit 0; exit 3 ;;
+esac
+exit 0
+"""
+
+
+def witness_events(text: str) -> list[tuple[str, str, str, float]]:
+    """The witness log's ``(action, service, node, wall-clock time)`` lines, in order."""
+    events = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 4:
+            with contextlib.suppress(ValueError):
+                events.append((fields[0], fields[1], fields[2], float(fields[3])))
+    return events
+
+
+def fence_records(text: str) -> list[tuple[float, dict[str, str]]]:
+    """``fence_record``'s log: ``(monotonic time, the key=value lines it got)`` per call."""
+    records: list[tuple[float, dict[str, str]]] = []
+    for block in text.split("# pid=")[1:]:
+        head, _, body = block.partition("\n")
+        m = re.search(r"t=([\d.]+)", head)
+        if m is None:
+            continue
+        args = dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+        records.append((float(m.group(1)), args))
+    return records
+
+
+def rgm_cluster_conf(lab: CorosyncLab, rm_body: str, *, version: int = 1,
+                     fence: bool = True, fence_delay: Mapping[int, float] | None = None,
+                     fence_agent: Path | str = FENCE_NETNS, record: Path | None = None,
+                     rm_attrs: str = 'status_poll_interval="1"') -> str:
+    """cluster.conf for the lab's nodes (one file every node reads).
+
+    With ``fence`` each node has one method: the power switch (``fence_agent``,
+    ``port`` = the node's namespace; ``delay`` from ``fence_delay``) and, when
+    ``record`` is given, ``fence_record`` after it, so the record's time is
+    the moment the node was certainly off.
+    """
+    delays = dict(fence_delay or {})
+    nodes = []
+    for i, node in lab.nodes.items():
+        if not fence:
+            nodes.append(f'    <clusternode name="{node.name}" nodeid="{i}"/>')
+            continue
+        delay = f' delay="{delays[i]:g}"' if i in delays else ""
+        devices = f'<device name="switch" port="{node.netns}"{delay}/>'
+        if record is not None:
+            devices += f'<device name="record" logfile="{record}"/>'
+        nodes.append(f'    <clusternode name="{node.name}" nodeid="{i}"><fence>'
+                     f'<method name="power">{devices}</method></fence></clusternode>')
+    devices = ""
+    if fence:
+        devices = f'  <fencedevices>\n    <fencedevice name="switch" agent="{fence_agent}"/>\n'
+        if record is not None:
+            devices += f'    <fencedevice name="record" agent="{FENCE_RECORD}"/>\n'
+        devices += "  </fencedevices>\n"
+    two_node = '  <cman two_node="1" expected_votes="1"/>\n' if lab.n == 2 else ""
+    members = "\n".join(nodes)
+    return (f'<?xml version="1.0"?>\n<cluster name="{lab.cluster_name}" '
+            f'config_version="{version}">\n{two_node}'
+            f"  <clusternodes>\n{members}\n  </clusternodes>\n{devices}"
+            f"  <rm {rm_attrs}>\n{rm_body}\n  </rm>\n</cluster>\n")
+
+
+def ordered_domain(name: str, order: Sequence[int], *, nofailback: bool = False,
+                   restricted: bool = False) -> str:
+    """An ordered ``<failoverdomain>``: ``order[0]`` is the most preferred node."""
+    nodes = "".join(f'<failoverdomainnode name="node{i}" priority="{p}"/>'
+                    for p, i in enumerate(order, 1))
+    return (f'<failoverdomain name="{name}" ordered="1" restricted="{int(restricted)}" '
+            f'nofailback="{int(nofailback)}">{nodes}</failoverdomain>')
+
+
+def witness_service(name: str, lsb: Path, domain: str | None = None,
+                    interval: int = 1) -> str:
+    """A service of one ``script`` resource running ``lsb`` (see ``WITNESS_LSB``)."""
+    dom = f' domain="{domain}"' if domain else ""
+    return (f'<service name="{name}"{dom} recovery="relocate">'
+            f'<script name="{name}" file="{lsb}">'
+            f'<action name="status" depth="*" interval="{interval}"/></script></service>')
+
+
+class RgmDaemon:
+    """``rgmanager --backend corosync`` in one lab node (see ``RgmCluster``)."""
+
+    def __init__(self, cluster: RgmCluster, nodeid: int) -> None:
+        self.cluster = cluster
+        self.lab = cluster.lab
+        self.nodeid = nodeid
+        self.name = f"node{nodeid}"
+        self.node = self.lab.node(nodeid)
+        self.log = self.node.dir / "rgmanager.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """The node's ``NODE_RUN_STATE`` as seen from outside the node."""
+        return self.node.dir / "run" / NODE_RUN_STATE.removeprefix("/run/")
+
+    @property
+    def sock(self) -> Path:
+        return self.run_dir / "rgmanager.sock"
+
+    @property
+    def state(self) -> Path:
+        return self.run_dir / self.name
+
+    def start(self) -> None:
+        """Start the daemon (the node's holder and corosync must be up)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise LabError(f"rgmanager already runs on {self.name}")
+        self.state.mkdir(parents=True, exist_ok=True)
+        inside = f"{NODE_RUN_STATE}/{self.name}"
+        with open(self.log, "ab") as out:
+            out.write(f"===== start {time.time():.6f}\n".encode())
+            out.flush()
+            self.proc = self.lab.popen(self.nodeid, [
+                PYTHON, "-m", "rgmanager.cli.daemon_main", "-c", str(self.cluster.conf),
+                "--backend", "corosync", "--node", self.name,
+                "--socket", f"{NODE_RUN_STATE}/rgmanager.sock",
+                "--lock-file", f"{NODE_RUN_STATE}/rgmanager.pid"],
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                     "HA_RSCTMP": inside,
+                     "RGMANAGER_CACHE_DIR": f"{NODE_RUN_STATE}/cache"})
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL rgmanager only (corosync and the services stay)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait: the exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        """``clustat --json`` against this daemon ({} if it does not answer)."""
+        if not self.alive():
+            return {}
+        r = subprocess.run([PYTHON, "-m", "rgmanager.cli.clustat", "--json"], cwd=REPO,
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "RGMANAGER_SOCKET": str(self.sock)})
+        if r.returncode not in (0, 1) or not r.stdout.strip():
+            return {}
+        try:
+            view: dict[str, Any] = json.loads(r.stdout)
+        except ValueError:
+            return {}
+        return view
+
+    def clusvcadm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``clusvcadm ARGS`` against this daemon."""
+        return subprocess.run([PYTHON, "-m", "rgmanager.cli.clusvcadm", *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RGMANAGER_SOCKET": str(self.sock)})
+
+    def table(self) -> dict[str, tuple[str, str | None]]:
+        return {s["name"]: (s["state"], s["owner"]) for s in self.status().get("services", [])}
+
+    def runs(self, service: str) -> bool:
+        """The service's script says it runs here (its marker in this node's /run)."""
+        return (self.state / f"{service}.on").exists()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class RgmCluster:
+    """A ``CorosyncLab`` with one rgmanager per node, one shared cluster.conf,
+    witness services and (by default) fencing through ``fence_netns``.
+
+    ``rm_body`` may use ``{lsb}`` for the witness LSB script's path.  Every
+    start and stop of a witness service is a line in ``witness``; every fence
+    is a record in ``fence_log`` (written after the node was switched off).
+    """
+
+    def __init__(self, lab: CorosyncLab, rm_body: str, **conf: Any) -> None:
+        self.lab = lab
+        self.dir = lab.dir / "rgm"
+        self.dir.mkdir(exist_ok=True)
+        self.witness = self.dir / "witness.log"
+        self.witness.touch()
+        self.fence_log = self.dir / "fence.log"
+        self.lsb = self.dir / "witness-lsb"
+        self.lsb.write_text(WITNESS_LSB.replace("WITNESS", str(self.witness)))
+        self.lsb.chmod(0o755)
+        self.conf = self.dir / "cluster.conf"
+        self.conf_args = {"record": self.fence_log, **conf}
+        self.rm_body = rm_body
+        self.write_conf()
+        self.daemons = {i: RgmDaemon(self, i) for i in lab.nodes}
+
+    def write_conf(self, version: int = 1, rm_body: str | None = None) -> None:
+        if rm_body is not None:
+            self.rm_body = rm_body
+        self.conf.write_text(rgm_cluster_conf(
+            self.lab, self.rm_body.replace("{lsb}", str(self.lsb)), version=version,
+            **self.conf_args))
+
+    def __getitem__(self, i: int) -> RgmDaemon:
+        return self.daemons[i]
+
+    def start(self, nodes: Sequence[int] | None = None) -> None:
+        for i in nodes if nodes is not None else list(self.daemons):
+            self.daemons[i].start()
+
+    # ------------------------------------------------------------ observation
+
+    def running(self, service: str) -> list[int]:
+        """Nodes whose script says ``service`` runs there."""
+        return [i for i, d in self.daemons.items() if d.runs(service)]
+
+    def events(self) -> list[tuple[str, str, str, float]]:
+        return witness_events(self.witness.read_text())
+
+    def fences(self) -> list[tuple[float, dict[str, str]]]:
+        """Fence records: (wall-clock time the node was off, the agent's arguments)."""
+        if not self.fence_log.exists():
+            return []
+        offset = time.time() - time.monotonic()
+        return [(t + offset, args) for t, args in fence_records(self.fence_log.read_text())]
+
+    def logs(self) -> str:
+        parts = [f"--- witness ---\n{self.witness.read_text()}"]
+        if self.fence_log.exists():
+            parts.append(f"--- fence records ---\n{self.fence_log.read_text()}")
+        parts += [f"--- node{i} rgmanager ---\n{d.text()}" for i, d in self.daemons.items()]
+        return "\n".join(parts)
+
+    def wait(self, cond: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+        """``wait_for`` that puts every log in the error."""
+        try:
+            return wait_for(cond, timeout, what)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}\n{self.logs()}") from None
+
+    def settled(self, nodes: Sequence[int], services: Mapping[str, int | None]) -> bool:
+        """Every daemon of ``nodes`` holds the table, sees ``nodes`` running
+        rgmanager, and each service is started on the given node (None: stopped
+        or disabled anywhere); each script runs exactly there."""
+        want = {f"service:{s}": (f"node{o}" if o else None) for s, o in services.items()}
+        for i in nodes:
+            view = self.daemons[i].status()
+            if not view or view.get("stale"):
+                return False
+            rgm = sorted(int(m["name"].removeprefix("node")) for m in view["members"]
+                         if m.get("rgmanager"))
+            if rgm != sorted(nodes):
+                return False
+            table = {s["name"]: s for s in view["services"]}
+            for name, owner in want.items():
+                s = table.get(name)
+                if s is None:
+                    return False
+                if owner is None and s["state"] == "started":
+                    return False
+                if owner is not None and (s["state"], s["owner"]) != ("started", owner):
+                    return False
+        for s, o in services.items():
+            if self.running(s) != ([o] if o else []):
+                return False
+        return True
+
+    def wait_settled(self, nodes: Sequence[int], services: Mapping[str, int | None],
+                     timeout: float = 60) -> None:
+        self.wait(lambda: self.settled(nodes, services),
+                  f"nodes {list(nodes)} agreeing on {dict(services)}", timeout)
