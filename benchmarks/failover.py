@@ -29,6 +29,17 @@ agent's state file has appeared on a survivor (polled every 5 ms: cheap, so
 the polling does not steal the CPU the cluster needs). ``agent start`` is that
 file's mtime.
 
+Both token settings use token_coefficient 0 (the lab's corosync.conf), so
+detection is about 2x the token (about 1.05 s at 500 ms, 2.1 s at 1000 ms).
+
+What to expect of Pacemaker's "decision": either about 50-150 ms or about
+1.05 s. When the DC asks for the CIB to run the scheduler while other CIB
+updates are still pending (here: the node-loss updates it has just sent),
+pacemaker-controld sleeps one second and asks again (``sleep(1)`` in
+``do_pe_invoke_callback``); whether that happens depends on the order of
+the updates, so about half the runs pay it. It is Pacemaker's own cost,
+not the lab's.
+
 rgmanager-py's side is ``measure_rgmanager`` (to be filled in). The tables
 print each side's min/median/max per part, then both medians and the ratio
 ours/Pacemaker for each case and token.
@@ -255,6 +266,8 @@ def measure_pacemaker_cases(runs: int, token: int, cases: Sequence[str]) -> Resu
         left = lab.leftovers()
         if left:
             log.error("left behind after teardown: %s", left)
+    if left:
+        raise RuntimeError(f"the Pacemaker lab left things behind: {left}")
     return results
 
 
@@ -301,11 +314,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens = tuple(a.token or TOKENS)
     cases = tuple(a.case or CASES)
 
-    ours = _collect("rgmanager-py", lambda t, c: measure_rgmanager(a.runs, t, c), tokens, cases)
-    theirs: Results = {}
-    if a.vs_pacemaker:
-        for token in tokens:
-            theirs.update(measure_pacemaker_cases(a.runs, token, cases))
+    try:
+        ours = _collect("rgmanager-py", lambda t, c: measure_rgmanager(a.runs, t, c), tokens,
+                        cases)
+        theirs: Results = {}
+        if a.vs_pacemaker:
+            for token in tokens:
+                theirs.update(measure_pacemaker_cases(a.runs, token, cases))
+    except KeyboardInterrupt as err:
+        print(f"interrupted ({err or 'Ctrl-C'}); the labs were torn down", file=sys.stderr)
+        return 130
 
     for label, results in (("rgmanager-py", ours), ("Pacemaker 2.1", theirs)):
         for (token, case), samples in sorted(results.items(), key=lambda kv: _order(kv[0])):

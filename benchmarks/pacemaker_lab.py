@@ -18,6 +18,9 @@ namespace, a holder process whose mount namespace has a private ``/run`` and
   touched. That ``fence_netns`` is a small wrapper that runs the project's
   test agent (``tests/fence_agents/fence_netns``) and appends when it ran to
   a log, because Pacemaker's own logs only carry whole seconds;
+- in its private ``/run/netns``, a bind of every lab node's network
+  namespace (``share_namespaces``): ``fence_netns`` finds its target with
+  ``ip netns``, which reads ``/run/netns``, empty in a private ``/run``;
 - ``pacemakerd -f`` with its log in the node's directory.
 
 The cluster gets ``stonith-enabled=true``, one ``fence_netns`` stonith
