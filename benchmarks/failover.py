@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import statistics
 import sys
@@ -314,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens = tuple(a.token or TOKENS)
     cases = tuple(a.case or CASES)
 
+    load_before = os.getloadavg()[0]
     try:
         ours = _collect("rgmanager-py", lambda t, c: measure_rgmanager(a.runs, t, c), tokens,
                         cases)
@@ -331,11 +333,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
     if ours or theirs:
         print(format_comparison(ours, theirs))
+    host = (f"host: {os.cpu_count()} CPUs, 1-min load average {load_before:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end")
+    print(host)
     if a.json:
         a.json.write_text(json.dumps(
             {side: [{"token": t, "case": c, "samples": [asdict(s) for s in ss]}
                     for (t, c), ss in sorted(res.items())]
-             for side, res in (("rgmanager-py", ours), ("pacemaker", theirs))}, indent=1))
+             for side, res in (("rgmanager-py", ours), ("pacemaker", theirs))}
+            | {"host": host}, indent=1))
     return 0
 
 
