@@ -62,8 +62,12 @@ def test_own_part_is_decision_plus_recovery(detect: float, decide: float, fence:
     fs = detect + decide
     s = Sample(total=fs + fence + recover, detected=detect, fence_start=fs, fence_end=fs + fence)
     p = s.parts()
-    assert p["own part"] == pytest.approx(p["decision"] + p["recovery"])  # type: ignore[operator]
-    assert p["detection"] + p["fencing"] + p["own part"] == pytest.approx(s.total)  # type: ignore[operator]
+    own, decision, recovery, fencing = (p["own part"], p["decision"], p["recovery"],
+                                        p["fencing"])
+    assert own is not None and decision is not None and recovery is not None
+    assert fencing is not None
+    assert own == pytest.approx(decision + recovery)
+    assert detect + fencing + own == pytest.approx(s.total)
 
 
 @given(st.lists(st.one_of(st.none(), st.floats(0, 100)), max_size=20))
