@@ -3,11 +3,22 @@
 Each node's resources live in its own directory (HA_RSCTMP), so "where is
 the service really running" is answered by the real LSB script's files. The
 sim backend is the legitimate stand-in for several hosts in one process.
+
+Fencing is on, as in the daemon: every node has a ``<fence>`` method with
+the recording test agent (tests/fence_agents/fence_record, a real process
+run by the real Fencer and executor), so a lost owner's services move once
+it has been fenced. ``crash`` really stops a node (the sim's power-off
+kills its manager as SIGKILL would and wipes what its resources left). The
+mock power switch (a fenced node is switched off) is attached only where a
+test asks for it (``power=True``, tests/test_manager_fencing.py): here a
+partitioned minority node is fenced by record only, so that it can rejoin
+when the partition heals, which is what those tests are about.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -16,49 +27,95 @@ import pytest
 
 from rgmanager.agents.discovery import load_rules
 from rgmanager.cluster.sim import SimNetwork
+from rgmanager.fence import Fencer
 from rgmanager.loader import Loaded, load
 from rgmanager.manager import Manager, ReloadRefused
 from rgmanager.planner import Reply
 from rgmanager.planner.invariants import check_table
 
-from .manager_helpers import cluster_conf, script, starts, wait_for, write_lsb
+from .manager_helpers import Fencing, cluster_conf, script, starts, wait_for, write_lsb
 
 RULES = load_rules()
 NODES = ("node1", "node2", "node3")
 
 
+#: Seconds between fencing rounds in these tests (5 s in production).
+ROUND_PAUSE = 0.2
+
+
 class Cluster3:
-    def __init__(self, tmp: Path, rm_body: str, votes: dict[str, int] | None = None) -> None:
+    def __init__(self, tmp: Path, rm_body: str, votes: dict[str, int] | None = None, *,
+                 fencing: Fencing | None = None, power: bool = False,
+                 warn_interval: float = 60.0) -> None:
         self.tmp = tmp
+        self.fencing = fencing or Fencing(tmp / "fence.log")
         conf = tmp / "cluster.conf"
-        conf.write_text(cluster_conf(rm_body, nodes=3))
+        conf.write_text(cluster_conf(rm_body, nodes=3, fencing=self.fencing))
         self.loaded: Loaded = load(conf, RULES)
         self.net = SimNetwork(NODES, votes=votes)
+        self.power = power  # fenced nodes are switched off by the sim's mock switch
+        self.warn_interval = warn_interval
+        #: settle() also waits for fencing in progress (off where a fence never ends).
+        self.wait_fence = True
+        self._mlock = threading.Lock()  # managers: the power switch pops from a fence thread
         self.managers: dict[str, Manager] = {}
         for n in NODES:
+            self.net.on_power_off(n, partial(self._switched_off, n))
             self.boot(n)
         self.settle()
+
+    def _switched_off(self, node: str) -> None:
+        """The sim's power-off of ``node``: its manager dies as SIGKILL, and a
+        machine that is off runs nothing."""
+        with self._mlock:
+            m = self.managers.pop(node, None)
+        if m is not None:
+            m.kill()
+        for on in self.dir(node).glob("*.on"):
+            on.unlink(missing_ok=True)
+
+    def live(self) -> list[Manager]:
+        with self._mlock:
+            return list(self.managers.values())
 
     def dir(self, node: str) -> Path:
         d = self.tmp / node
         d.mkdir(exist_ok=True)
         return d
 
-    def boot(self, node: str) -> Manager:
-        m = Manager(self.loaded, self.net.node(node), monitor=False,
-                    extra_env={"HA_RSCTMP": str(self.dir(node))})
-        self.managers[node] = m
+    def fencer(self, node: str) -> partial[Fencer]:
+        """How ``node``'s manager builds its Fencer (through the mock switch if ``power``)."""
+        runner = self.net.fence_runner(node) if self.power else None
+        extra = {"runner": runner} if runner is not None else {}
+        return partial(Fencer, round_pause=ROUND_PAUSE, warn_interval=self.warn_interval,
+                       **extra)
+
+    def boot(self, node: str, loaded: Loaded | None = None) -> Manager:
+        m = Manager(loaded or self.loaded, self.net.node(node), monitor=False,
+                    extra_env={"HA_RSCTMP": str(self.dir(node))}, fencer=self.fencer(node))
+        with self._mlock:
+            self.managers[node] = m
         m.start()
         return m
 
-    def settle(self, rounds: int = 200) -> None:
-        for _ in range(rounds):
+    def fencing_now(self) -> bool:
+        """Some manager is fencing (or has fenced and not yet seen it delivered)."""
+        return self.wait_fence and any(m.fence.fencing() for m in self.live())
+
+    def settle(self, rounds: int = 200, timeout: float = 60.0) -> None:
+        """Deliver until nothing is queued, nothing runs and (``wait_fence``) no
+        fence is in progress; then check the invariants."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             self.net.run_until_idle()
-            for m in self.managers.values():
+            for m in self.live():
                 assert m.wait_quiet(30)
             if self.net.pending() == 0:
-                self.check()
-                return
+                if not self.fencing_now():
+                    self.check()
+                    return
+                wait_for(lambda: self.net.pending() > 0 or not self.fencing_now(),
+                         max(deadline - time.monotonic(), 0), 0.01)
         raise AssertionError("cluster did not settle")
 
     def check(self) -> None:
@@ -66,7 +123,9 @@ class Cluster3:
         synced table keeps them, the members of one group agree, and no
         service really runs on two live nodes."""
         groups: dict[tuple[str, ...], dict[str, object]] = {}
-        for name, m in self.managers.items():
+        with self._mlock:
+            managers = dict(self.managers)
+        for name, m in managers.items():
             if not m.synced or m.held_for is not None:
                 continue  # waiting for the table or a config version: behind by design
             bad = check_table(m.model, m.table, m.membership)
@@ -77,15 +136,14 @@ class Cluster3:
             assert all(t == first for t in tables.values()), f"{members} disagree: {tables}"
         for service in self.loaded.forest.services:
             name = service.name.split(":", 1)[1]
-            live = [n for n in self.running_on(name) if n in self.managers]
+            live = [n for n in self.running_on(name) if n in managers]
             assert len(live) <= 1, f"{service.name} runs on {live}"
 
     def crash(self, node: str) -> None:
-        m = self.managers.pop(node)
+        """Power ``node`` off (the sim kills its manager and wipes its resources,
+        see ``_switched_off``) and settle: the survivors fence it and recover."""
+        assert node in self.managers
         self.net.crash(node)
-        m.kill()
-        for on in self.dir(node).glob("*.on"):
-            on.unlink()  # a crashed machine runs nothing
         self.settle()
 
     def restart(self, node: str) -> None:
@@ -110,7 +168,7 @@ class Cluster3:
         return [n for n in NODES if (self.dir(n) / f"{name}.on").exists()]
 
     def close(self) -> None:
-        for m in self.managers.values():
+        for m in self.live():
             m.kill()
         self.net.close()
 

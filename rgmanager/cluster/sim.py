@@ -20,6 +20,20 @@ It mimics what the manager relies on from corosync CPG + votequorum:
 - *Quorum.* votequorum's rule from ``cluster.quorum``: a strict majority of
   the expected votes, never fewer than the most votes seen together; with
   ``two_node`` a single node is enough, as with corosync's ``two_node: 1``.
+- *Power (a MOCK).* A real power switch cannot exist in-process: every
+  "machine" here is a slice of one Python process. What stands in for it:
+  ``on_power_off(name, fn)`` says what switching node ``name`` off means
+  (typically: kill its manager as SIGKILL would, and wipe what its
+  resources left running), and ``crash(name)`` (also ``power_off``) runs
+  that after taking the node out of the ring, so a crashed node is really
+  stopped. ``fence_runner(by)`` wraps the executor's ``run_program`` for
+  the Fencer of node ``by``: the fence agent is still a real process run
+  through the real executor, and when it succeeds with ``off`` or
+  ``reboot`` (the default) for a ``nodename`` of this network, the mock
+  switch crashes that node. (A ``reboot`` leaves it off: booting it again
+  is the test's ``restart``.) If ``by`` itself has crashed by the time its
+  agent returns, the result is a killed agent: a dead coordinator switches
+  nothing off and reports nothing.
 
 Two ways to drive deliveries:
 
@@ -38,8 +52,8 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .base import (
     Cluster,
@@ -52,7 +66,16 @@ from .base import (
 )
 from .quorum import effective_expected, quorate
 
+if TYPE_CHECKING:
+    from ..executor import ProgramResult
+
 log = logging.getLogger(__name__)
+
+#: Fence actions after which the mock power switch leaves the node off.
+POWER_OFF_ACTIONS = frozenset({"off", "reboot"})
+
+#: The shape of :func:`rgmanager.executor.run_program` (what the Fencer calls).
+ProgramRunner = Callable[..., "ProgramResult"]
 
 
 class SimLivelock(RuntimeError):
@@ -153,6 +176,9 @@ class SimNetwork:
         self._running = False  # inside run_until_idle (guards against re-entry)
         self._nodes = {n: SimCluster(self, n, i + 1) for i, n in enumerate(names)}
         self._part = dict.fromkeys(names, 0)  # node -> partition id; one ring at first
+        self._power: dict[str, Callable[[], None]] = {}  # what switching a node off does
+        #: Nodes the mock power switch turned off, in order (for assertions).
+        self.switched_off: list[str] = []
 
     # ----------------------------------------------------------- inspection
 
@@ -192,7 +218,9 @@ class SimNetwork:
 
     def crash(self, name: str) -> None:
         """``name`` dies: it is delivered nothing more (even what was queued) and
-        the other members of its group see it in ``left``. Idempotent."""
+        the other members of its group see it in ``left``; then what
+        ``on_power_off`` registered for it runs (its manager is killed).
+        Idempotent."""
         node = self.node(name)
         with self._cond:
             if not node._alive:
@@ -200,7 +228,47 @@ class SimNetwork:
             node._alive = False
             thread = self._detach_locked(node)
             self._reconfigure_locked()
+            off = self._power.get(name)
         self._join(thread)
+        if off is not None:
+            off()
+
+    power_off = crash
+
+    def on_power_off(self, name: str, fn: Callable[[], None] | None) -> None:
+        """What switching ``name`` off means (None: nothing beyond leaving the ring)."""
+        self.node(name)  # KeyError for unknown names
+        with self._cond:
+            if fn is None:
+                self._power.pop(name, None)
+            else:
+                self._power[name] = fn
+
+    def fence_runner(self, by: str, inner: ProgramRunner | None = None) -> ProgramRunner:
+        """A runner for node ``by``'s Fencer: the real agent, then the mock switch
+        (see the module docstring)."""
+        self.node(by)
+        from ..executor import run_program  # only fencing tests need it
+
+        run: ProgramRunner = inner if inner is not None else run_program
+
+        def runner(argv: Sequence[str], *, stdin: bytes | None = None,
+                   env: Mapping[str, str] | None = None, timeout: float) -> ProgramResult:
+            result = run(argv, stdin=stdin, env=env, timeout=timeout)
+            if not self.node(by).alive:
+                return type(result)(None, "", f"{by} is off: its agent died with it",
+                                    result.elapsed, False)
+            if result.ok:
+                args = _fence_args(stdin or b"")
+                victim = args.get("nodename", "")
+                if args.get("action", "reboot") in POWER_OFF_ACTIONS and victim in self._nodes:
+                    log.warning("sim power switch: %s switched off (fenced by %s)", victim, by)
+                    with self._cond:
+                        self.switched_off.append(victim)
+                    self.crash(victim)
+            return result
+
+        return runner
 
     def restart(self, name: str, deliver: DeliverFn | None = None) -> None:
         """A crashed node boots again, in the partition it was in. Like a new
@@ -465,4 +533,14 @@ class SimNetwork:
             self._call(node, deliver, item)
 
 
-__all__ = ["SimCluster", "SimLivelock", "SimNetwork"]
+def _fence_args(stdin: bytes) -> dict[str, str]:
+    """The ``key=value`` lines a fence agent reads (the last value of a key wins)."""
+    args: dict[str, str] = {}
+    for line in stdin.decode(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            args[key.strip()] = value.strip()
+    return args
+
+
+__all__ = ["POWER_OFF_ACTIONS", "SimCluster", "SimLivelock", "SimNetwork"]
