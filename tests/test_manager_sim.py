@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rgmanager.agents.discovery import load_rules
-from rgmanager.cluster.sim import SimNetwork
+from rgmanager.cluster.sim import ProgramRunner, SimNetwork
+from rgmanager.executor import run_action, run_program
 from rgmanager.fence import Fencer
 from rgmanager.loader import Loaded, load
 from rgmanager.manager import Manager, ReloadRefused
 from rgmanager.planner import Reply
 from rgmanager.planner.invariants import check_table
+from rgmanager.treeops import Runner
 
 from .manager_helpers import Fencing, cluster_conf, script, starts, wait_for, write_lsb
 
@@ -46,7 +49,8 @@ ROUND_PAUSE = 0.2
 class Cluster3:
     def __init__(self, tmp: Path, rm_body: str, votes: dict[str, int] | None = None, *,
                  fencing: Fencing | None = None, power: bool = False,
-                 warn_interval: float = 60.0) -> None:
+                 warn_interval: float = 60.0, runner: Runner = run_action,
+                 fence_inner: Mapping[str, ProgramRunner] | None = None) -> None:
         self.tmp = tmp
         self.fencing = fencing or Fencing(tmp / "fence.log")
         conf = tmp / "cluster.conf"
@@ -55,6 +59,8 @@ class Cluster3:
         self.net = SimNetwork(NODES, votes=votes)
         self.power = power  # fenced nodes are switched off by the sim's mock switch
         self.warn_interval = warn_interval
+        self.runner = runner  # resource agents (tests wrap run_action to time starts)
+        self.fence_inner = dict(fence_inner or {})  # per node: what runs its fence agents
         #: settle() also waits for fencing in progress (off where a fence never ends).
         self.wait_fence = True
         self._mlock = threading.Lock()  # managers: the power switch pops from a fence thread
@@ -85,13 +91,13 @@ class Cluster3:
 
     def fencer(self, node: str) -> partial[Fencer]:
         """How ``node``'s manager builds its Fencer (through the mock switch if ``power``)."""
-        runner = self.net.fence_runner(node) if self.power else None
-        extra = {"runner": runner} if runner is not None else {}
-        return partial(Fencer, round_pause=ROUND_PAUSE, warn_interval=self.warn_interval,
-                       **extra)
+        inner = self.fence_inner.get(node)
+        runner = self.net.fence_runner(node, inner) if self.power else inner
+        return partial(Fencer, runner=runner or run_program, round_pause=ROUND_PAUSE,
+                       warn_interval=self.warn_interval)
 
     def boot(self, node: str, loaded: Loaded | None = None) -> Manager:
-        m = Manager(loaded or self.loaded, self.net.node(node), monitor=False,
+        m = Manager(loaded or self.loaded, self.net.node(node), monitor=False, runner=self.runner,
                     extra_env={"HA_RSCTMP": str(self.dir(node))}, fencer=self.fencer(node))
         with self._mlock:
             self.managers[node] = m
@@ -181,8 +187,9 @@ class Make:
         self.lsb = write_lsb(tmp)
         self.made: list[Cluster3] = []
 
-    def __call__(self, services: str, votes: dict[str, int] | None = None) -> Cluster3:
-        c = Cluster3(self.tmp, services.replace("LSB", str(self.lsb)), votes)
+    def __call__(self, services: str, votes: dict[str, int] | None = None,
+                 **options: Any) -> Cluster3:
+        c = Cluster3(self.tmp, services.replace("LSB", str(self.lsb)), votes, **options)
         self.made.append(c)
         return c
 
