@@ -497,3 +497,47 @@ def test_as_a_process(daemon: FakeDaemon) -> None:
                        env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 119
     assert p.stdout.splitlines() == SERVICE_HEADER + [SERVICE_ROWS[2]]
+
+
+def _awaiting_fence() -> dict[str, Any]:
+    """node2 was lost while running web: web waits for node2's fence."""
+    status = copy.deepcopy(STATUS)
+    status["members"][1]["awaiting_fence"] = True
+    web = status["services"][0]
+    web.update(state="recovering", state_code=118, owner=None, frozen=False,
+               reason="awaiting fence of node2")
+    status["awaiting_fence"] = ["node2"]
+    return status
+
+
+def test_text_marks_a_member_awaiting_fence_and_notes_why_under_the_table() -> None:
+    lines = clustat.render_text(_awaiting_fence(), cols=80, now=T0)
+    members = MEMBER_LINES.copy()
+    members[3] = " node2                                       2 Offline, Awaiting fence"
+    rows = SERVICE_ROWS.copy()
+    rows[3] = " service:web                    (node2)                        recovering    "
+    assert lines[1:] == ["Member Status: Quorate", ""] + members + SERVICE_HEADER + rows + \
+        ["", " service:web is recovering: awaiting fence of node2"]
+    tty = clustat.render_text(_awaiting_fence(), cols=80, now=T0, strip_prefix=True)
+    assert tty[-1] == " web is recovering: awaiting fence of node2"
+
+
+def test_long_format_shows_the_reason() -> None:
+    lines = clustat.render_text(_awaiting_fence(), cols=80, now=T0, long=True,
+                                service="web")
+    assert "  Reason          : awaiting fence of node2" in lines
+    assert "  Current State   : recovering (118)" in lines
+
+
+def test_xml_and_json_carry_the_fence_wait_as_added_fields() -> None:
+    root = etree.fromstring(clustat.render_xml(_awaiting_fence()).encode())
+    assert find(root, "nodes/node[@name='node2']").get("awaiting_fence") == "1"
+    assert find(root, "nodes/node[@name='node1']").get("awaiting_fence") is None
+    web = find(root, "groups/group[@name='service:web']")
+    assert (web.get("state_str"), web.get("reason")) == ("recovering", "awaiting fence of node2")
+    assert find(root, "groups/group[@name='service:db']").get("reason") is None
+    data = clustat.render_json(_awaiting_fence())
+    assert data["awaiting_fence"] == ["node2"]
+    assert next(s for s in data["services"] if s["name"] == "service:web")["reason"] == \
+        "awaiting fence of node2"
+    assert next(m for m in data["members"] if m["name"] == "node2")["awaiting_fence"]

@@ -7,6 +7,14 @@ and monitoring checks written for it keep working (``clustat -s S`` exits 0
 while S runs, else its state code; ``-Q`` tells quorum by exit status).
 
 The renderers are pure functions of the reply, so tests pin the exact layout.
+
+Fencing (our addition, kept out of the columns scripts parse): a member the
+cluster awaits the fence of gets the status token ``Awaiting fence``; a
+service with a reason (one that stays ``recovering`` until its lost owner
+is fenced: "awaiting fence of node2") gets a note under the service table
+and a ``Reason`` line with ``-l``; ``-x`` adds ``awaiting_fence="1"`` to
+such a ``<node>`` and ``reason`` to such a ``<group>``, ``--json`` passes the
+daemon's ``awaiting_fence`` and ``reason`` fields through.
 """
 
 from __future__ import annotations
@@ -196,6 +204,8 @@ def member_status(m: dict[str, Any]) -> str:
         parts.append("Estranged")
     if m.get("rgmanager"):
         parts.append("rgmanager")
+    if m.get("awaiting_fence"):
+        parts.append("Awaiting fence")
     return ", ".join(parts)
 
 
@@ -235,7 +245,20 @@ def render_text(status: dict[str, Any], *, cols: int = 80, strip_prefix: bool = 
         lines += _service_blocks(services)
     else:
         lines += _service_rows(services, (cols - 20) // 2, strip_prefix)
+        lines += _reason_notes(services, strip_prefix)
     return lines
+
+
+def _reason_notes(services: list[dict[str, Any]], strip_prefix: bool) -> list[str]:
+    """Why services are in their state (e.g. waiting for a fence), under the table."""
+    notes = []
+    for s in services:
+        if s.get("reason"):
+            name = str(s.get("name", ""))
+            if strip_prefix and name.startswith("service:"):
+                name = name[len("service:"):]
+            notes.append(f" {name} is {s.get('state', 'unknown')}: {s['reason']}")
+    return ["", *notes] if notes else []
 
 
 def _member_lines(members: list[dict[str, Any]], width: int) -> list[str]:
@@ -294,6 +317,8 @@ def _service_blocks(services: list[dict[str, Any]]) -> list[str]:
         if s.get("partial"):
             # Our addition: which non-critical parts were stopped, so -c knows what it fixes.
             lines.append(f"  Stopped parts   : {', '.join(s.get('disabled_parts') or [])}")
+        if s.get("reason"):
+            lines.append(f"  Reason          : {s['reason']}")  # ours: e.g. a fence awaited
         lines.append("")
     return lines
 
@@ -320,7 +345,7 @@ def render_xml(status: dict[str, Any], *, member: str | None = None,
     if service is None or member is not None:
         nodes = etree.SubElement(root, "nodes")
         for m in members:
-            etree.SubElement(
+            node = etree.SubElement(
                 nodes, "node", name=str(m.get("name", "")),
                 state="1" if m.get("online") else "0",
                 local="1" if m.get("local") else "0",
@@ -328,11 +353,13 @@ def render_xml(status: dict[str, Any], *, member: str | None = None,
                 rgmanager="1" if m.get("rgmanager") else "0",
                 rgmanager_master="0", qdisk="0",
                 nodeid=f"0x{int(m.get('nodeid', 0)):08x}")
+            if m.get("awaiting_fence"):
+                node.set("awaiting_fence", "1")  # ours; absent otherwise
     if member is None or service is not None:
         groups = etree.SubElement(root, "groups")
         for s in services:
             lt = s.get("last_transition") or 0
-            etree.SubElement(
+            group = etree.SubElement(
                 groups, "group", name=str(s.get("name", "")),
                 state=str(int(s.get("state_code", 0))), state_str=str(s.get("state", "")),
                 flags=str(flag_bits(s)), flags_str=", ".join(flag_names(s)),
@@ -340,6 +367,8 @@ def render_xml(status: dict[str, Any], *, member: str | None = None,
                 last_owner=_name_or_none(s.get("last_owner")),
                 restarts=str(int(s.get("restarts", 0))),
                 last_transition=str(int(float(lt))), last_transition_str=_ctime(lt))
+            if s.get("reason"):
+                group.set("reason", str(s["reason"]))  # ours; absent otherwise
     body = etree.tostring(root, pretty_print=True, encoding="unicode")
     return '<?xml version="1.0"?>\n' + body
 
