@@ -241,3 +241,18 @@ def test_logging_section_is_applied(tmp_path: Path) -> None:
                 root.removeHandler(h)
                 h.close()
         root.setLevel(saved[0])
+
+
+def test_fence_ack_of_a_member_or_an_unknown_node_is_refused(running: Daemon) -> None:
+    """The daemon answers clusvcadm --fence-ack (fencing is on with every
+    backend): node1 is up, so it cannot be acknowledged as fenced; node9 is
+    not a cluster node. Nothing moves."""
+    d = running
+    up = d.cli("clusvcadm", "--fence-ack", "node1")
+    assert up.returncode != 0
+    assert "node1 is a member of the cluster: it is up" in up.stdout, up
+    unknown = d.cli("clusvcadm", "--fence-ack", "node9")
+    assert unknown.returncode != 0
+    assert "node9 is not a <clusternode> in cluster.conf" in unknown.stdout, unknown
+    assert d.state_of("service:web") == "started"
+    assert "acknowledged by an administrator" not in d.logtext()
