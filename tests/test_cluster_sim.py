@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 
-from rgmanager.cluster import Delivery, MembershipChange, Message
+from rgmanager.cluster import ClusterLost, Delivery, MembershipChange, Message
 from rgmanager.cluster.sim import SimCluster, SimLivelock, SimNetwork
 
 Event = tuple[Any, ...]
@@ -21,6 +22,8 @@ def norm(item: Delivery) -> Event:
     """A comparable, printable form of a delivery."""
     if isinstance(item, Message):
         return ("msg", item.sender, dict(item.payload))
+    if isinstance(item, ClusterLost):
+        return ("lost", item.reason)
     return ("change", item.membership.members, item.membership.quorate,
             item.joined, item.left)
 
@@ -409,3 +412,67 @@ def test_threaded_mode_delivers_and_waits() -> None:
         assert net.node("c").membership().members == ("a", "b", "c")
     finally:
         net.close()
+
+
+# -- the power-switch mock ------------------------------------------------------------
+
+
+def test_crash_runs_the_registered_power_off_once() -> None:
+    net, rec = started()
+    off: list[str] = []
+    net.on_power_off("b", lambda: off.append("b"))
+    net.crash("b")
+    net.crash("b")  # idempotent: already off
+    assert off == ["b"]
+    net.run_until_idle()
+    assert rec.events("a")[-1] == ("change", ("a", "c"), True, (), ("b",))
+    net.on_power_off("c", None)
+    net.power_off("c")  # nothing registered: only leaves the ring
+    net.run_until_idle()
+    assert net.groups() == [("a",)]
+
+
+def _fence_stdin(victim: str, log: str, **extra: str) -> bytes:
+    lines = [f"logfile={log}", *(f"{k}={v}" for k, v in extra.items()), f"nodename={victim}"]
+    return "".join(line + "\n" for line in lines).encode()
+
+
+def test_a_successful_fence_agent_switches_its_victim_off(tmp_path: Any) -> None:
+    """The agent is a real process (fence_record); its success crashes the
+    victim; a failure, a 'status' or an unknown node switches nothing."""
+    from .manager_helpers import FENCE_RECORD, fence_calls
+
+    net, _ = started()
+    off: list[str] = []
+    for n in net.names:
+        net.on_power_off(n, partial(off.append, n))
+    log = str(tmp_path / "fence.log")
+    run = net.fence_runner("a")
+    assert not run([str(FENCE_RECORD)], stdin=_fence_stdin("b", log, exit_code="1"),
+                   timeout=30).ok
+    assert run([str(FENCE_RECORD)], stdin=_fence_stdin("b", log, action="status"),
+               timeout=30).ok
+    assert run([str(FENCE_RECORD)], stdin=_fence_stdin("zz", log), timeout=30).ok
+    assert off == [] and net.node("b").alive
+    assert run([str(FENCE_RECORD)], stdin=_fence_stdin("b", log, action="off"),
+               timeout=30).ok
+    assert off == ["b"] and not net.node("b").alive and net.switched_off == ["b"]
+    assert len(fence_calls(tmp_path / "fence.log")) == 4
+
+
+def test_a_dead_fencer_switches_nothing_off(tmp_path: Any) -> None:
+    """The coordinator dies while its agent runs: the agent 'dies with it'."""
+    from .manager_helpers import FENCE_RECORD
+
+    net, _ = started()
+
+    def inner(argv: Any, **kw: Any) -> Any:
+        net.crash("a")  # the fencing node goes down while its agent runs
+        from rgmanager.executor import run_program
+        return run_program(argv, **kw)
+
+    run = net.fence_runner("a", inner)
+    result = run([str(FENCE_RECORD)], stdin=_fence_stdin("b", str(tmp_path / "f.log")),
+                 timeout=30)
+    assert not result.ok and "a is off" in result.stderr
+    assert net.node("b").alive and net.switched_off == []
