@@ -2,8 +2,10 @@
 
 Hypothesis drives the model checker of ``tests/planner_model.py``: after
 every planner step no start without quorum, none on a non-member or outside
-a restricted domain, never a second running copy, exclusivity and freeze
-kept, the plan deterministic; after every event nothing stuck half way and
+a restricted domain, never a second running copy, none elsewhere while the
+last owner is lost and not fenced (most generated clusters fence; the
+checker fences or acknowledges lost nodes), exclusivity and freeze kept,
+the plan deterministic; after every event nothing stuck half way and
 every service that can run does. ``benchmarks/model_check.py`` runs the same
 checker over thousands of seeded sequences.
 """
