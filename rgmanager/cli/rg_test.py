@@ -21,8 +21,10 @@ assumes every fence succeeds right after the loss (printing "NODE fenced
 (dry run: fencing assumed to succeed)"), in a partition with quorum;
 --no-auto-fence turns that off, so the services stay "recovering" (reason
 "awaiting fence of NODE") until an event fenced:NODE says the node is off,
-as a fence agent or 'clusvcadm --fence-ack NODE' would in a cluster.
---no-fencing plans without fencing: a lost node counts as fenced at once.
+as a fence agent or 'clusvcadm --fence-ack NODE' would in a cluster. A
+lost node that rejoins before it is fenced is still waited for (it may never
+have stopped what it ran); fencing it reboots it. --no-fencing plans without
+fencing: a lost node counts as fenced at once.
 
 Exit codes: 0 fine; 1 the configuration loaded with warnings, e.g. a
 fragment (for "test CONF", which prints it; an operation exits with the
