@@ -8,12 +8,16 @@ import logging
 import math
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rgmanager.cluster import ClusterLost, Delivery, MembershipChange, Message
 from rgmanager.cluster.sim import SimCluster, SimLivelock, SimNetwork
+from rgmanager.executor import run_program
+
+from .manager_helpers import FENCE_RECORD, fence_calls
 
 Event = tuple[Any, ...]
 
@@ -437,11 +441,9 @@ def _fence_stdin(victim: str, log: str, **extra: str) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
-def test_a_successful_fence_agent_switches_its_victim_off(tmp_path: Any) -> None:
+def test_a_successful_fence_agent_switches_its_victim_off(tmp_path: Path) -> None:
     """The agent is a real process (fence_record); its success crashes the
     victim; a failure, a 'status' or an unknown node switches nothing."""
-    from .manager_helpers import FENCE_RECORD, fence_calls
-
     net, _ = started()
     off: list[str] = []
     for n in net.names:
@@ -460,15 +462,12 @@ def test_a_successful_fence_agent_switches_its_victim_off(tmp_path: Any) -> None
     assert len(fence_calls(tmp_path / "fence.log")) == 4
 
 
-def test_a_dead_fencer_switches_nothing_off(tmp_path: Any) -> None:
+def test_a_dead_fencer_switches_nothing_off(tmp_path: Path) -> None:
     """The coordinator dies while its agent runs: the agent 'dies with it'."""
-    from .manager_helpers import FENCE_RECORD
-
     net, _ = started()
 
     def inner(argv: Any, **kw: Any) -> Any:
         net.crash("a")  # the fencing node goes down while its agent runs
-        from rgmanager.executor import run_program
         return run_program(argv, **kw)
 
     run = net.fence_runner("a", inner)
