@@ -649,12 +649,14 @@ def ordered_domain(name: str, order: Sequence[int], *, nofailback: bool = False,
             f'nofailback="{int(nofailback)}">{nodes}</failoverdomain>')
 
 
-def witness_service(name: str, lsb: Path, domain: str | None = None,
+def witness_service(name: str, lsb: Path | str, domain: str | None = None,
                     interval: int = 1) -> str:
-    """A service of one ``script`` resource running ``lsb`` (see ``WITNESS_LSB``)."""
+    """A service of one ``script`` resource running ``lsb`` (see ``WITNESS_LSB``)
+    through a link of its own, ``LSB-NAME`` (a script's file is a unique attribute;
+    ``RgmCluster`` makes the links)."""
     dom = f' domain="{domain}"' if domain else ""
     return (f'<service name="{name}"{dom} recovery="relocate">'
-            f'<script name="{name}" file="{lsb}">'
+            f'<script name="{name}" file="{lsb}-{name}">'
             f'<action name="status" depth="*" interval="{interval}"/></script></service>')
 
 
@@ -742,7 +744,11 @@ class RgmDaemon:
         return {s["name"]: (s["state"], s["owner"]) for s in self.status().get("services", [])}
 
     def runs(self, service: str) -> bool:
-        """The service's script says it runs here (its marker in this node's /run)."""
+        """The service's script says it runs here (its marker in this node's /run);
+        nothing runs on a node that is off (its /run is forgotten at the next boot)."""
+        holder = self.node.holder
+        if holder is None or holder.poll() is not None:
+            return False
         return (self.state / f"{service}.on").exists()
 
     def text(self) -> str:
@@ -753,7 +759,8 @@ class RgmCluster:
     """A ``CorosyncLab`` with one rgmanager per node, one shared cluster.conf,
     witness services and (by default) fencing through ``fence_netns``.
 
-    ``rm_body`` may use ``{lsb}`` for the witness LSB script's path.  Every
+    ``rm_body`` may use ``{lsb}`` for the witness LSB script's path, and
+    ``{lsb}-NAME`` for a link to it (made here) when several services use it.  Every
     start and stop of a witness service is a line in ``witness``; every fence
     is a record in ``fence_log`` (written after the node was switched off).
     """
@@ -777,6 +784,10 @@ class RgmCluster:
     def write_conf(self, version: int = 1, rm_body: str | None = None) -> None:
         if rm_body is not None:
             self.rm_body = rm_body
+        for name in re.findall(r"\{lsb\}-([\w.-]+)", self.rm_body):
+            link = self.dir / f"{self.lsb.name}-{name}"
+            if not link.exists():
+                link.symlink_to(self.lsb)
         self.conf.write_text(rgm_cluster_conf(
             self.lab, self.rm_body.replace("{lsb}", str(self.lsb)), version=version,
             **self.conf_args))
