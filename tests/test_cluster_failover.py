@@ -93,6 +93,11 @@ def assert_fenced_then_started(c: RgmCluster, victim: int, service: str, heir: i
     assert not others, c.logs()
 
 
+def fenced_by(c: RgmCluster, victim: int) -> list[int]:
+    """The nodes whose daemon ran fencing for ``victim``."""
+    return [i for i, d in c.daemons.items() if f"fencing node{victim}: started" in d.text()]
+
+
 def no_tracebacks(c: RgmCluster) -> None:
     for d in c.daemons.values():
         assert "Traceback" not in d.text(), c.logs()
@@ -111,6 +116,7 @@ def test_member_owner_killed_is_fenced_then_its_service_moves_on(
     c.lab.kill_node(2)
     c.wait(lambda: c.running("web") == [3], "web running on node3")
     assert_fenced_then_started(c, 2, "web", 3, since)
+    assert fenced_by(c, 2) == [1], c.logs()  # the coordinator, and only it
     c.wait_settled([1, 3], {"web": 3})
     no_tracebacks(c)
 
@@ -130,6 +136,7 @@ def test_coordinator_killed_then_back_fails_back_only_without_nofailback(
            "web and db running on node2")
     assert_fenced_then_started(c, 1, "web", 2, since)
     assert_fenced_then_started(c, 1, "db", 2, since)
+    assert fenced_by(c, 1) == [2], c.logs()  # the next coordinator
     c.wait_settled([2, 3], {"web": 2, "db": 2})
     back = time.time()
     c.lab.start_node(1)

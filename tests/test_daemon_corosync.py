@@ -190,6 +190,10 @@ def test_three_daemons_agree_and_show_online_and_rgmanager(
     daemons = three(labs)
     views = {i: d.status() for i, d in daemons.items()}
     assert views[1]["services"] == views[2]["services"] == views[3]["services"]
+    # the same members with the same Online/rgmanager flags everywhere; Local differs
+    flags = [[(m["name"], m["online"], m["rgmanager"]) for m in v["members"]]
+             for v in views.values()]
+    assert flags[0] == flags[1] == flags[2], flags
     for i, view in views.items():
         members = {m["name"]: m for m in view["members"]}
         assert all(m["online"] and m["rgmanager"] for m in members.values()), members
