@@ -181,6 +181,37 @@ def format_comparison(ours: Results, theirs: Results) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------- observing a failover
+
+def read_from(path: Path, offset: int) -> str:
+    """A log's text after ``offset`` bytes (what one run added)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def sample_from_logs(t_kill: float, t_seen: float, corosync_text: str, fence_text: str,
+                     target: str, started: float | None = None) -> Sample:
+    """One run's Sample from a survivor's corosync log (hires timestamps) and the
+    fence wrapper's log (``pacemaker_lab.fence_wrapper``), both as written after
+    the kill; all times are wall-clock seconds.
+
+    Fencing runs from the first off/reboot attempt on ``target`` to the end of
+    the first that succeeded (retries count as fencing).
+    """
+    year = time.localtime(t_kill).tm_year
+    changes = [t for t in membership_times(corosync_text, year) if t >= t_kill - 0.01]
+    attempts = [c for c in fence_calls(fence_text)
+                if c.action in ("reboot", "off") and c.target == target and c.start >= t_kill]
+    done = next((c for c in attempts if c.rc == 0), None)
+    return Sample(
+        total=t_seen - t_kill,
+        detected=changes[0] - t_kill if changes else None,
+        fence_start=attempts[0].start - t_kill if done else None,
+        fence_end=done.end - t_kill if done else None,
+        started=started - t_kill if started is not None else None)
+
+
 # ------------------------------------------------------------------ rgmanager
 
 def measure_rgmanager(runs: int, token: int, owner_kind: str) -> list[Sample]:
@@ -227,21 +258,9 @@ def pacemaker_run(lab: PacemakerLab, owner_kind: str) -> Sample:
              "crm_resource --locate naming a survivor", interval=LOCATE_POLL)
     t_seen = time.time()
 
-    year = time.localtime(t_kill).tm_year
-    with open(corosync_log, "rb") as f:
-        f.seek(corosync_mark)
-        changes = [t for t in membership_times(f.read().decode(errors="replace"), year)
-                   if t >= t_kill - 0.01]
-    with open(lab.fence_log, "rb") as f:
-        f.seek(fence_mark)
-        fences = [c for c in fence_calls(f.read().decode(errors="replace"))
-                  if c.action in ("reboot", "off") and c.target == st.owner and c.rc == 0]
-    sample = Sample(
-        total=t_seen - t_kill,
-        detected=changes[0] - t_kill if changes else None,
-        fence_start=fences[0].start - t_kill if fences else None,
-        fence_end=fences[0].end - t_kill if fences else None,
-        started=state.stat().st_mtime - t_kill)
+    sample = sample_from_logs(t_kill, t_seen, read_from(corosync_log, corosync_mark),
+                              read_from(lab.fence_log, fence_mark), st.owner,
+                              started=state.stat().st_mtime)
     log.info("%s back on %s after %s ms (%s)", RESOURCE, lab.locate(observer),
              ms(sample.total), {k: ms(v) for k, v in sample.parts().items()})
     lab.restart_node(victim)

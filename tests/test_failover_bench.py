@@ -24,6 +24,7 @@ from benchmarks.failover import (
     measure_rgmanager,
     ms,
     ratio,
+    sample_from_logs,
     summarize,
 )
 from benchmarks.pacemaker_lab import (
@@ -230,3 +231,26 @@ def test_parse_crm_mon() -> None:
 def test_parse_locate() -> None:
     assert parse_locate("resource d1 is running on: node3\n") == "node3"
     assert parse_locate("resource d1 is NOT running\n") is None
+
+
+def test_sample_from_logs() -> None:
+    t_kill = dt.datetime(2026, 11, 26, 7, 0, 38, 200000).timestamp()
+    corosync = ("Nov 26 07:00:37.000 notice  [TOTEM ] A new membership (1.c) was formed. "
+                "Members joined: 3\n"
+                "Nov 26 07:00:39.287 notice  [TOTEM ] A new membership (1.d) was formed. "
+                "Members left: 3\n")
+    fences = "\n".join([
+        f"{t_kill - 5} {t_kill - 4.9} 0 reboot node3",  # an older run
+        f"{t_kill + 1.2} {t_kill + 1.3} 1 reboot node3",  # failed attempt
+        f"{t_kill + 1.4} {t_kill + 1.5} 0 monitor ",
+        f"{t_kill + 1.5} {t_kill + 1.7} 0 reboot node2",  # another node
+        f"{t_kill + 1.6} {t_kill + 1.8} 0 off node3",
+    ])
+    s = sample_from_logs(t_kill, t_kill + 2.0, corosync, fences, "node3", started=t_kill + 1.9)
+    assert s.total == pytest.approx(2.0)
+    assert s.detected == pytest.approx(1.087)
+    assert s.fence_start == pytest.approx(1.2) and s.fence_end == pytest.approx(1.8)
+    assert s.started == pytest.approx(1.9)
+    unfenced = sample_from_logs(t_kill, t_kill + 2.0, "", fences, "node1")
+    assert unfenced.detected is None and unfenced.fence_start is None
+    assert unfenced.fence_end is None and unfenced.started is None
