@@ -318,8 +318,12 @@ class Netns:
         self.name = name
         self.ino: int | None = None
         run(["ip", "netns", "add", name])
-        self.ino = os.stat(f"/run/netns/{name}").st_ino
-        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        try:
+            self.ino = os.stat(f"/run/netns/{name}").st_ino
+            run(["ip", "-n", name, "link", "set", "lo", "up"])
+        except BaseException:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            raise
 
     def exec_argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -712,6 +716,10 @@ def why_not() -> str | None:
     return None
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -731,6 +739,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         ap.error(f"unknown systems {sorted(unknown)}")
+    # SIGTERM unwinds like Ctrl-C, so every namespace and process is torn down.
+    signal.signal(signal.SIGTERM, _interrupted)
     reason = why_not()
     if reason:
         print(f"cannot run here: {reason}", file=sys.stderr)
