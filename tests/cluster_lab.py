@@ -305,6 +305,14 @@ class CorosyncLab:
         node.corosync.wait(timeout=10)
         node.corosync = None
 
+    def pids(self, i: int | str) -> list[int]:
+        """Every process in the node's network namespace (none: the node is off)."""
+        return self._netns_pids(self.node(i).netns)
+
+    def corosync_running(self, i: int | str) -> bool:
+        proc = self.node(i).corosync
+        return proc is not None and proc.poll() is None
+
     def cut(self, i: int | str) -> None:
         """Cut the node's link (its veth on the bridge goes down)."""
         self._ip(self.bridge_ns, "link", "set", self.node(i).veth, "down")
