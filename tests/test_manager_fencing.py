@@ -23,6 +23,7 @@ import pytest
 
 from rgmanager import codes
 from rgmanager.executor import ActionRequest, ActionResult, ProgramResult, run_action, run_program
+from rgmanager.fence import Fencer
 from rgmanager.loader import load
 from rgmanager.planner import Reply
 
@@ -243,3 +244,29 @@ def test_node_that_rejoins_before_its_fence_is_still_fenced(make: Make) -> None:
     assert c.table()["service:web"] == ("started", "node3")
     assert c.running_on("web") == ["node3"]
 
+
+
+def test_shutdown_of_the_coordinator_hands_fencing_to_the_next_member(make: Make) -> None:
+    """node1 waits for an administrator to ack node3 (no method) and is shut
+    down: its Fencer stops (close), and node2, now the coordinator, takes the
+    wait over at that membership change; the ack then works through node2."""
+    log = make.tmp / "fence.log"
+    c = make(web_in_domain(make), NODE2_HEAVY, fencing=Fencing(log, without=("node3",)))
+    c.wait_fence = False
+    c.crash("node3")
+    m1, m2 = c.managers["node1"], c.managers["node2"]
+    assert m1.fence.fencing() == {"node3"} and m2.fence.fencing() == frozenset()
+    fencer = m1.fence.fencer
+    assert isinstance(fencer, Fencer)
+    with c._mlock:
+        del c.managers["node1"]
+    m1.shutdown(stop_services=True)
+    assert fencer.fencing() == frozenset() and not m1.fence.coordinating
+    c.settle()
+    assert m2.fence.fencing() == {"node3"} and m2.fence.coordinating
+    assert c.table()["service:web"] == ("recovering", None)
+    reply = _in_thread(c, lambda: m2.fence_ack("node3"))[0]
+    assert isinstance(reply, Reply) and reply.code == codes.ESUCCESS
+    c.wait_fence = True
+    c.settle()
+    assert c.table()["service:web"] == ("started", "node2")

@@ -365,6 +365,11 @@ def test_minority_never_restarts_what_it_stopped(make: Make) -> None:
     assert c.running_on("web") == ["node2"]
 
 
+def _settled(c: Cluster3) -> bool:
+    c.settle()
+    return True
+
+
 def test_whole_cluster_loses_quorum_then_claims_a_clean_table(make: Make) -> None:
     """Every member loses quorum (three singletons) and stops everything; once
     two meet again, the lowest claims its table, which says nothing runs, and
@@ -378,7 +383,7 @@ def test_whole_cluster_loses_quorum_then_claims_a_clean_table(make: Make) -> Non
         assert m.wait_quiet(10)
     assert c.running_on("web") == [] and c.running_on("db") == []
     c.net.partition(["node2", "node3"], ["node1"])
-    assert wait_for(lambda: (c.settle() or True) and c.managers["node2"].synced, 10)
+    assert wait_for(lambda: _settled(c) and c.managers["node2"].synced, 10)
     c.settle()
     t = c.table("node2")
     assert t == c.table("node3")
