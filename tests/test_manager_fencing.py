@@ -246,10 +246,15 @@ def test_node_that_rejoins_before_its_fence_is_still_fenced(make: Make) -> None:
 
 
 
-def test_shutdown_of_the_coordinator_hands_fencing_to_the_next_member(make: Make) -> None:
-    """node1 waits for an administrator to ack node3 (no method) and is shut
-    down: its Fencer stops (close), and node2, now the coordinator, takes the
-    wait over at that membership change; the ack then works through node2."""
+
+@pytest.mark.parametrize("how", ["shutdown", "cluster lost", "quorum lost"])
+def test_a_coordinator_that_stops_being_one_cancels_and_the_next_takes_over(
+        make: Make, how: str) -> None:
+    """node1 waits for an administrator to ack node3 (no method). It stops
+    being the coordinator - shut down (its Fencer is closed), corosync lost
+    under it (ClusterLost), or cut off alone without quorum - and cancels;
+    node2, the coordinator at that membership change, takes the wait over at
+    once, and the ack then works through node2."""
     log = make.tmp / "fence.log"
     c = make(web_in_domain(make), NODE2_HEAVY, fencing=Fencing(log, without=("node3",)))
     c.wait_fence = False
@@ -258,15 +263,21 @@ def test_shutdown_of_the_coordinator_hands_fencing_to_the_next_member(make: Make
     assert m1.fence.fencing() == {"node3"} and m2.fence.fencing() == frozenset()
     fencer = m1.fence.fencer
     assert isinstance(fencer, Fencer)
-    with c._mlock:
-        del c.managers["node1"]
-    m1.shutdown(stop_services=True)
-    assert fencer.fencing() == frozenset() and not m1.fence.coordinating
+    if how == "shutdown":
+        with c._mlock:
+            del c.managers["node1"]
+        m1.shutdown(stop_services=True)
+    elif how == "cluster lost":
+        c.net.lose_channel("node1")
+    else:
+        c.net.partition(["node1"], ["node2"])
     c.settle()
+    assert fencer.fencing() == frozenset() and not m1.fence.coordinating
     assert m2.fence.fencing() == {"node3"} and m2.fence.coordinating
-    assert c.table()["service:web"] == ("recovering", None)
+    assert c.table("node2")["service:web"] == ("recovering", None)
     reply = _in_thread(c, lambda: m2.fence_ack("node3"))[0]
     assert isinstance(reply, Reply) and reply.code == codes.ESUCCESS
     c.wait_fence = True
     c.settle()
-    assert c.table()["service:web"] == ("started", "node2")
+    assert c.table("node2")["service:web"] == ("started", "node2")
+    assert c.running_on("web") == ["node2"]
