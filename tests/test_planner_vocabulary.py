@@ -58,8 +58,11 @@ def test_a_plain_string_op_works_and_an_unknown_one_is_invalid() -> None:
 
 @pytest.mark.parametrize("after", list(AfterStop))
 def test_every_after_stop_plan_is_carried_out(after: AfterStop) -> None:
+    # A stop that ends "stopped" is `clusvcadm -s` (held) or a dependency stop
+    # (see test_dependency_stop_that_ends_after_the_dependency_returned).
     stopping = ServiceState(NAME, State.STOPPING, "node1", after_stop=after, target="node2",
-                            tried=("node1",) if after == AfterStop.RECOVER else ())
+                            tried=("node1",) if after == AfterStop.RECOVER else (),
+                            held=after == AfterStop.STOPPED)
     p = plan(_model(), Table().put(stopping), MEMBERS, StopDone(2.0, NAME, "node1", True))
     expected = {
         AfterStop.STOPPED: State.STOPPED,
@@ -74,6 +77,20 @@ def test_every_after_stop_plan_is_carried_out(after: AfterStop) -> None:
         assert ss.owner == "node2"
     if after == AfterStop.RESTART:
         assert ss.owner == "node1"
+
+
+def test_dependency_stop_that_ends_after_the_dependency_returned() -> None:
+    """db failed and restarted while web's "dependency missing" stop ran: when
+    that stop completes, web is placed again (found by test_manager_local's
+    test_exclusive_and_depend once agents became fast)."""
+    db, web = "service:db", "service:web"
+    model = PlanModel(MappingProxyType({db: ServiceSpec(db), web: ServiceSpec(web, depend=db)}),
+                      MappingProxyType({"node1": 1, "node2": 2}))
+    table = Table().put(ServiceState(db, State.STARTED, "node1")).put(
+        ServiceState(web, State.STOPPING, "node1", after_stop=AfterStop.STOPPED))
+    p = plan(model, table, MEMBERS, StopDone(2.0, web, "node1", True))
+    assert p.table.get(web).state == State.STARTING
+    assert any(isinstance(a, Start) and a.service == web for a in p.actions)
 
 
 def test_after_stop_survives_the_snapshot() -> None:

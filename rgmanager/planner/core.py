@@ -486,6 +486,11 @@ class _Planner:
     def stopped_then_stopped(self, ss: ServiceState, node: str) -> None:
         self.put(self.reply(ss.moved(State.STOPPED, self.now), codes.ESUCCESS))
         self.note(f"{ss.name}: stopped")
+        if not ss.held:
+            # Stopped for a missing dependency (not by `clusvcadm -s`): if the
+            # dependency came back while this stop ran, nothing else would
+            # place it again, so this event's re-evaluation considers it.
+            self.stopped_now.discard(ss.name)
 
     def stopped_then_restart(self, ss: ServiceState, node: str) -> None:
         ss = ss.moved(State.RECOVERING, self.now)
