@@ -400,8 +400,8 @@ class Pipeline:
     @staticmethod
     def simulate(loaded: Any) -> None:
         from rgmanager.cli.render import dry_run_json, dry_run_text
-        from rgmanager.planner import PlanModel, dryrun
-        model = PlanModel.build(loaded.config, loaded.forest)
+        from rgmanager.planner import dryrun
+        model = loaded.plan_model(fencing=True)  # as rg_test simulate plans
         quorum = dryrun.Quorum.from_config(loaded.config)
         nodes = [n.name for n in loaded.config.nodes]
         table, members = dryrun.initial(model, nodes, quorum=quorum)
