@@ -18,12 +18,12 @@ timeout anywhere: a coordinator that dies is replaced by the membership
 change that removes it, and the new coordinator's first quiet point starts
 the fence again from the beginning.
 
-Which member fences: :func:`rgmanager.planner.fencing.coordinator` over the
-members *not* awaiting fence themselves. A lost node that rejoined before it
-was fenced is still awaited (it may still run what it ran); if it has the
-lowest node id it must not be the one to fence itself, so the next member
-does. Every member judges from the same table and membership, so they still
-agree without an election.
+Which member fences: :func:`rgmanager.planner.fencing.fencing_coordinator`,
+the lowest node id among the members *not* awaiting fence themselves. A lost
+node that rejoined before it was fenced is still awaited (it may still run
+what it ran); if it has the lowest node id it must not be the one to fence
+itself, so the next member does. Every member judges from the same table
+and membership, so they still agree without an election.
 
 Nothing here blocks: ``Fencer.fence``/``cancel`` only start or signal
 threads, and ``broadcast`` queues. The driver has a lock of its own because
@@ -44,7 +44,7 @@ from .cluster.base import Membership
 from .config.model import ClusterConfig
 from .fence import Fencer
 from .planner import NodeFenced, PlanModel, fenced_by_agent, to_payload
-from .planner.fencing import coordinator
+from .planner.fencing import fencing_coordinator
 from .state import Table
 
 log = logging.getLogger(__name__)
@@ -66,19 +66,6 @@ class FencerLike(Protocol):
 #: Builds the Fencer: ``(config, on_fenced) -> Fencer`` (tests pass their own
 #: runner, round pause, warning interval through ``functools.partial``).
 FencerFactory = Callable[[ClusterConfig, OnFenced], FencerLike]
-
-
-def fencing_coordinator(table: Table, membership: Membership, model: PlanModel) -> str | None:
-    """The member that fences now, or None (no quorum, no members, fencing off).
-
-    The lowest node id among the quorate members that are not themselves
-    awaiting fence (see the module docstring).
-    """
-    if not model.fencing:
-        return None
-    awaiting = set(table.awaiting_fence)
-    eligible = tuple(m for m in membership.members if m not in awaiting)
-    return coordinator(Membership(eligible, membership.quorate, membership.epoch), model)
 
 
 def ack_refusal(config: ClusterConfig, table: Table, membership: Membership,
@@ -203,4 +190,4 @@ class FenceDriver:
                 self._reported.discard(node)
 
 
-__all__ = ["FenceDriver", "FencerFactory", "FencerLike", "ack_refusal", "fencing_coordinator"]
+__all__ = ["FenceDriver", "FencerFactory", "FencerLike", "ack_refusal"]

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from rgmanager import codes
 from rgmanager.cluster.base import Membership
 from rgmanager.config.model import ClusterConfig, ClusterNode
-from rgmanager.fencing_driver import FenceDriver, OnFenced, ack_refusal, fencing_coordinator
+from rgmanager.fencing_driver import FenceDriver, OnFenced, ack_refusal
 from rgmanager.planner import PlanModel, from_payload
 from rgmanager.planner.events import NodeFenced
+from rgmanager.planner.fencing import fencing_coordinator
 from rgmanager.state import Table
 
 NODES = ("n1", "n2", "n3", "n4")

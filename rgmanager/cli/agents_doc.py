@@ -25,7 +25,8 @@ def agent_markdown(rule: ResourceRule) -> str:
              "| parameter | flags | default | description |", "|---|---|---|---|"]
     desc = {name: text for name, _, text in rule.metadata_params}
     for p in rule.params:
-        flags = [f for f in ("primary", "unique", "required", "reconfig", "implied") if getattr(p, f)]
+        flags = [f for f in ("primary", "unique", "required", "reconfig", "implied")
+                 if getattr(p, f)]
         if p.inherit:
             flags.append(f"inherit `{p.inherit}`")
         default = f"`{p.default}`" if p.default is not None else ""

@@ -60,18 +60,35 @@ def coordinator(membership: Membership, model: PlanModel) -> str | None:
     return lowest_id((m, model.nodeid(m)) for m in membership.members)
 
 
+def fencing_coordinator(table: Table, membership: Membership, model: PlanModel
+                        ) -> str | None:
+    """The member that fences now: the lowest node id among the quorate
+    members that are not themselves awaiting fence (a lost node that rejoined
+    before its fence must never be asked to fence itself; the next one does),
+    or None (no quorum, no such member, fencing off)."""
+    if not model.fencing:
+        return None
+    awaiting = set(table.awaiting_fence)
+    eligible = tuple(m for m in membership.members if m not in awaiting)
+    return coordinator(Membership(eligible, membership.quorate, membership.epoch), model)
+
+
 def fence_duty(table: Table, membership: Membership, model: PlanModel
                ) -> tuple[str | None, tuple[str, ...]]:
     """Who must fence whom now: ``(coordinator, nodes)``.
 
     ``nodes`` is the awaiting set, also a lost node that has rejoined before
     it was fenced (it may still run what it ran; see docs/fencing.md), and
-    empty without a coordinator or with fencing off.
+    empty without a coordinator or with fencing off (the coordinator is then
+    the plain lowest node id, for display).
     """
-    who = coordinator(membership, model)
-    if who is None or not model.fencing:
-        return who, ()
+    if not model.fencing:
+        return coordinator(membership, model), ()
+    who = fencing_coordinator(table, membership, model)
+    if who is None:
+        return None, ()
     return who, table.awaiting_fence
 
 
-__all__ = ["awaiting_fence", "awaiting_reason", "coordinator", "fence_duty", "fence_wait_node"]
+__all__ = ["awaiting_fence", "awaiting_reason", "coordinator", "fence_duty", "fence_wait_node",
+           "fencing_coordinator"]

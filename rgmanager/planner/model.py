@@ -47,8 +47,8 @@ class PlanModel:
     ``fencing``: a member lost while it occupies a service is fenced before
     its services run elsewhere (the table's ``awaiting_fence``; see
     :mod:`.fencing`). Off, a lost member is taken as fenced at once: for
-    embedded single-node use and the in-process simulator, which has no
-    power switch to fence with.
+    ``rg_test simulate --no-fencing`` and planner tests that are about
+    something else. The daemon always plans with it on.
     """
 
     services: Mapping[str, ServiceSpec]
@@ -88,8 +88,7 @@ class PlanModel:
     def build(cls, config: ClusterConfig, forest: Forest, *, fencing: bool = False
               ) -> PlanModel:
         """The model of a loaded configuration. ``fencing`` is the caller's
-        choice (the daemon's path keeps it off until the manager drives the
-        fencer; the dry run turns it on)."""
+        choice (the daemon and the dry run turn it on)."""
         services = {}
         for top in forest.services:
             if top.type != "service":
