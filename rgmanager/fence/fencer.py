@@ -3,7 +3,7 @@
 The manager calls :meth:`Fencer.fence` for every node the planner put in
 its "awaiting fence" set while this node is the coordinator, and
 :meth:`Fencer.cancel` / :meth:`Fencer.cancel_all` when that stops being
-true (the node came back, an administrator acknowledged it, this node is no
+true (the node is no longer awaited: fenced or acknowledged; this node is no
 longer the coordinator).  Success is reported through ``on_fenced(node,
 method, device)``; the manager turns it into the ordered ``NodeFenced``
 message.
