@@ -10,9 +10,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
              corosync; do
         dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
     done
-    if [ -n "$need" ]; then
+    # fence-agents: Debian's fence_dummy is driven through our fencing in the
+    # tests (its recommends are not needed).
+    lean=""
+    dpkg -s fence-agents >/dev/null 2>&1 || lean="fence-agents"
+    if [ -n "$need$lean" ]; then
         apt-get update -qq
-        apt-get install -y -qq $need >/dev/null
+        [ -z "$need" ] || apt-get install -y -qq $need >/dev/null
+        [ -z "$lean" ] || apt-get install -y -qq --no-install-recommends $lean >/dev/null
     fi
 fi
 if [ "$(id -u)" = 0 ]; then
