@@ -253,7 +253,20 @@ class Run:
 
     @property
     def ms_per_monitor(self) -> float:
+        """CPU per monitor *due* in the window (what the interval promises)."""
         return 1000 * self.cpu_s / due_monitors(self.n, self.window_s, self.interval)
+
+    @property
+    def checks_share(self) -> float | None:
+        """Checks that really ran per check due (1.0: the interval was kept)."""
+        if self.checks is None:
+            return None
+        return self.checks / due_monitors(self.n, self.window_s, self.interval)
+
+    @property
+    def ms_per_check(self) -> float | None:
+        """CPU per check that really ran, where they were counted."""
+        return 1000 * self.cpu_s / self.checks if self.checks else None
 
 
 def spread(values: Iterable[float]) -> tuple[float, float, float]:
@@ -281,13 +294,18 @@ def ratio(ours: Sequence[float], peer: Sequence[float]) -> str:
 
 
 def table(runs: Sequence[Run]) -> str:
-    """The side-by-side table: median (min-max) over repeats per N."""
-    def of(system: str, n: int, attr: str) -> list[float]:
-        return [getattr(r, attr) for r in runs if r.system == system and r.n == n]
+    """The side-by-side table: median (min-max) over repeats per N.
 
-    head = ("| N | system | CPU % of one core | ms per monitor | vs Pacemaker (CPU) "
-            "| start all, s | stop all, s | repeats |")
-    lines = [head, "|" + "---|" * 8]
+    "checks run" (ran / due) and "ms per check run" only where the checks
+    were counted (our script resources log each status); elsewhere "-".
+    """
+    def of(system: str, n: int, attr: str) -> list[float]:
+        values = (getattr(r, attr) for r in runs if r.system == system and r.n == n)
+        return [v for v in values if v is not None]
+
+    head = ("| N | system | CPU % of one core | ms per due monitor | checks run / due "
+            "| ms per check run | CPU vs Pacemaker | start all, s | stop all, s | repeats |")
+    lines = [head, "|" + "---|" * 10]
     for n in sorted({r.n for r in runs}):
         peer = of("pacemaker", n, "cpu_pct")
         for system in SYSTEMS:
@@ -297,10 +315,18 @@ def table(runs: Sequence[Run]) -> str:
             vs = "1" if system == "pacemaker" else ratio(cpu, peer)
             lines.append(
                 f"| {n} | {system} | {fmt_spread(cpu)} | "
-                f"{fmt_spread(of(system, n, 'ms_per_monitor'), 2)} | {vs} | "
+                f"{fmt_spread(of(system, n, 'ms_per_monitor'), 2)} | "
+                f"{fmt_spread(of(system, n, 'checks_share'), 2)} | "
+                f"{fmt_spread(of(system, n, 'ms_per_check'), 2)} | {vs} | "
                 f"{fmt_spread(of(system, n, 'start_s'))} | "
                 f"{fmt_spread(of(system, n, 'stop_s'))} | {len(cpu)} |")
     return "\n".join(lines)
+
+
+def runs_from_json(text: str) -> list[Run]:
+    """Runs as ``--json`` printed them (derived figures are recomputed)."""
+    names = {f for f in Run.__dataclass_fields__}
+    return [Run(**{k: v for k, v in d.items() if k in names}) for d in json.loads(text)]
 
 
 # ============================================================ measurement
@@ -701,7 +727,8 @@ def report(r: Run, k: int) -> None:
     extra = ""
     if r.checks is not None:
         due = due_monitors(r.n, r.window_s, r.interval)
-        extra = f"; checks run {r.checks} of {due:.0f} due, longest gap {r.gap_max or 0:.1f} s"
+        extra = (f"; checks run {r.checks} of {due:.0f} due ({r.ms_per_check or 0:.2f} ms "
+                 f"per check run), longest gap {r.gap_max or 0:.1f} s")
     print(f"  {r.system} N={r.n} #{k + 1}: start {r.start_s:.1f} s, CPU {r.cpu_pct:.1f} % "
           f"({r.ms_per_monitor:.2f} ms/monitor), stop {r.stop_s:.1f} s{extra}; "
           f"% by process: {top}", flush=True)
@@ -732,7 +759,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0,
                     help="give up a start or stop after this many seconds")
     ap.add_argument("--json", action="store_true", help="also print every run as JSON")
+    ap.add_argument("--table-from", metavar="FILE",
+                    help="print the table of a saved run (its --json line) and exit")
     args = ap.parse_args(argv)
+    if args.table_from:
+        lines = Path(args.table_from).read_text().splitlines()
+        print(table(runs_from_json(next(ln for ln in reversed(lines) if ln.startswith("[")))))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     sizes = parse_n(args.n)
     systems = [s for s in args.systems.split(",") if s]
@@ -762,7 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(runs))
     if args.json:
         print(json.dumps([{**asdict(r), "cpu_pct": r.cpu_pct,
-                           "ms_per_monitor": r.ms_per_monitor} for r in runs]))
+                           "ms_per_monitor": r.ms_per_monitor,
+                           "ms_per_check": r.ms_per_check} for r in runs]))
     return 0
 
 

@@ -6,8 +6,10 @@ does, as root); these checks keep the figures it prints honest.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,7 @@ from benchmarks.bench_vs_pacemaker import (
     parse_n,
     parse_stat,
     ratio,
+    runs_from_json,
     spread,
     table,
 )
@@ -171,13 +174,27 @@ def test_run_figures_and_table() -> None:
     assert due_monitors(100, 60, 10) == 600
     p = [Run("pacemaker", 100, 2.0, 60.0, 3.0, 1.0, 10.0) for _ in range(3)]
     o = [Run("ours-dummy", 100, 1.0, 60.0, c, 0.5, 10.0) for c in (1.2, 1.5, 0.9)]
+    s = [Run("ours-script", 100, 1.0, 60.0, 0.6, 0.5, 10.0, checks=300, gap_max=20.0)]
     assert p[0].cpu_pct == pytest.approx(5.0)
     assert p[0].ms_per_monitor == pytest.approx(5.0)
+    assert p[0].checks_share is None and p[0].ms_per_check is None
+    assert s[0].checks_share == pytest.approx(0.5)
+    assert s[0].ms_per_check == pytest.approx(2.0)  # twice the per-due figure
+    assert s[0].ms_per_monitor == pytest.approx(1.0)
     assert ratio([r.cpu_pct for r in o], [r.cpu_pct for r in p]) == "0.40x"
     assert ratio([], [1.0]) == "-"
     assert spread([3.0, 1.0, 2.0]) == (1.0, 2.0, 3.0)
-    text = table(p + o)
+    text = table(s + o + p)
     rows = [line for line in text.splitlines() if line.startswith("| 100 |")]
-    assert rows[0].startswith("| 100 | pacemaker | 5.0 (5.0-5.0) | 5.00 (5.00-5.00) | 1 |")
+    assert [r.split(" | ")[1] for r in rows] == ["pacemaker", "ours-dummy", "ours-script"]
+    assert rows[0].startswith("| 100 | pacemaker | 5.0 (5.0-5.0) | 5.00 (5.00-5.00) | - | - | 1 |")
     assert "| 100 | ours-dummy | 2.0 (1.5-2.5) |" in rows[1]
     assert "| 0.40x |" in rows[1] and rows[1].endswith("| 3 |")
+    assert "| 1.00 | 0.50 | 2.00 | 0.20x |" in rows[2]
+
+
+def test_table_from_saved_json() -> None:
+    runs = [Run("pacemaker", 10, 2.0, 60.0, 3.0, 1.0, 10.0, breakdown={"corosync": 0.5}),
+            Run("ours-script", 10, 1.0, 60.0, 0.6, 0.5, 10.0, checks=30, gap_max=10.0)]
+    saved = json.dumps([{**asdict(r), "cpu_pct": r.cpu_pct} for r in runs])
+    assert runs_from_json(saved) == runs
