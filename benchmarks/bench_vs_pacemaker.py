@@ -32,8 +32,11 @@ and after the window.  An agent run that starts and ends inside the window
 is counted through its parent's cutime/cstime once reaped; one running at
 either edge contributes only its part in the window.  Pacemaker's figure
 includes corosync (it cannot run without it); ours with the local backend
-has none.  "ms per monitor" divides by the monitors *due* in the window
-(N * window / interval).
+has none.  "ms per due monitor" divides by the monitors *due* in the window
+(N * window / interval); "ms per check run" by the checks that really ran:
+Dummy runs are counted, on both sides alike, as opens of ``ocf-shellfuncs``
+from the system's namespace (fanotify; every heartbeat agent run sources it
+once), our script checks from the LSB script's own log.
 
 Everything (processes, namespaces, mounts, temporary directories) is torn
 down after each system, also on errors and Ctrl-C.  Nothing is addressed
@@ -44,15 +47,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -64,6 +70,8 @@ log = logging.getLogger(__name__)
 
 TICK = os.sysconf("SC_CLK_TCK")
 HEARTBEAT = Path("/usr/lib/ocf/resource.d/heartbeat")
+# Every run of a heartbeat agent sources this once: opens of it count Dummy's runs.
+SHELLFUNCS = Path("/usr/lib/ocf/lib/heartbeat/ocf-shellfuncs")
 SBIN = "/usr/sbin"
 PACKAGES = ("pacemaker", "pacemaker-cli-utils", "resource-agents")
 PACEMAKER_TOOLS = ("pacemakerd", "crm_mon", "cibadmin", "crm_attribute", "corosync")
@@ -423,6 +431,86 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
+FAN_EVENT = struct.Struct("IBBHQii")  # struct fanotify_event_metadata
+FAN_CLASS_NOTIF, FAN_CLOEXEC, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD = 0, 1, 1, 0x20, -100
+
+
+def fanotify_events(buf: bytes) -> list[tuple[int, int]]:
+    """(fd, pid) of each event in a buffer read from a fanotify descriptor."""
+    out, off = [], 0
+    while off + FAN_EVENT.size <= len(buf):
+        length, _vers, _res, _mlen, _mask, fd, pid = FAN_EVENT.unpack_from(buf, off)
+        out.append((fd, pid))
+        off += max(length, FAN_EVENT.size)
+    return out
+
+
+class OpenCounter:
+    """Counts opens of one file per network namespace of the opening process.
+
+    Heartbeat agents source ``ocf-shellfuncs`` once per run, so its opens from
+    a system's namespace are the agent runs (here: Dummy monitors) that really
+    happened there -- the same count for Pacemaker and for us, without
+    touching the agent.  fanotify gives the opener's pid with each event (a
+    new pid per run: runs are never merged); its namespace is looked up when
+    the event is read, and an opener already gone by then is counted in
+    ``gone``.  Unavailable (no fanotify): ``count`` returns None.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.counts: dict[int, int] = {}
+        self.gone = 0
+        self._lock = threading.Lock()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64,
+                                       ctypes.c_int, ctypes.c_char_p]
+        self.fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, os.O_RDONLY | os.O_CLOEXEC)
+        if self.fd >= 0 and libc.fanotify_mark(self.fd, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD,
+                                               os.fsencode(path)) != 0:
+            log.warning("fanotify_mark %s: %s", path, os.strerror(ctypes.get_errno()))
+            os.close(self.fd)
+            self.fd = -1
+        if self.fd < 0:
+            log.warning("agent runs will not be counted (no fanotify)")
+            return
+        threading.Thread(target=self._read, name="open-counter", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                buf = os.read(self.fd, 64 * FAN_EVENT.size)
+            except OSError:
+                return  # closed
+            for fd, pid in fanotify_events(buf):
+                if fd >= 0:
+                    os.close(fd)
+                try:
+                    ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+                except OSError:
+                    with self._lock:
+                        self.gone += 1
+                    continue
+                with self._lock:
+                    self.counts[ino] = self.counts.get(ino, 0) + 1
+
+    def count(self, ns: Netns) -> int | None:
+        if self.fd < 0 or ns.ino is None:
+            return None
+        with self._lock:
+            return self.counts.get(ns.ino, 0)
+
+
+_counter: OpenCounter | None = None
+
+
+def agent_runs(ns: Netns) -> int | None:
+    """Heartbeat agent runs in ``ns`` so far (see OpenCounter), or None."""
+    global _counter
+    if _counter is None:
+        _counter = OpenCounter(SHELLFUNCS)
+    return _counter.count(ns)
+
+
 def uptime() -> float:
     """CLOCK_BOOTTIME as the LSB script logs it (10 ms steps)."""
     return float(Path("/proc/uptime").read_text().split()[0])
@@ -589,9 +677,13 @@ def bench_pacemaker(n: int, interval: float, window: float, repeats: int,
         node.set_all(n, interval, "Stopped", timeout)
         for k in range(repeats):
             start = node.set_all(n, interval, "Started", timeout)
+            runs0 = agent_runs(node.ns)
             cpu, wall, parts = measure(node.ns, window)
+            runs1 = agent_runs(node.ns)
             stop = node.set_all(n, interval, "Stopped", timeout)
-            r = Run("pacemaker", n, start, wall, cpu, stop, interval, breakdown=parts)
+            checks = runs1 - runs0 if runs0 is not None and runs1 is not None else None
+            r = Run("pacemaker", n, start, wall, cpu, stop, interval, checks,
+                    breakdown=parts)
             report(r, k)
             runs.append(r)
     return runs
@@ -703,11 +795,12 @@ def bench_ours(system: str, n: int, interval: float, window: float, repeats: int
         try:
             start = daemon.start(n, timeout)
             assert daemon.ns is not None
-            u0 = uptime()
+            u0, runs0 = uptime(), agent_runs(daemon.ns)
             cpu, wall, parts = measure(daemon.ns, window)
-            u1 = uptime()
+            u1, runs1 = uptime(), agent_runs(daemon.ns)
             stop = daemon.stop(timeout)
-            checks = gap_max = None
+            checks = runs1 - runs0 if runs0 is not None and runs1 is not None else None
+            gap_max = None
             if system == "ours-script":
                 checks, gaps = gaps_within(check_times(daemon.dir / "marks"), u0, u1)
                 gap_max = max(gaps, default=None)
@@ -728,7 +821,9 @@ def report(r: Run, k: int) -> None:
     if r.checks is not None:
         due = due_monitors(r.n, r.window_s, r.interval)
         extra = (f"; checks run {r.checks} of {due:.0f} due ({r.ms_per_check or 0:.2f} ms "
-                 f"per check run), longest gap {r.gap_max or 0:.1f} s")
+                 "per check run)")
+        if r.gap_max is not None:
+            extra += f", longest gap {r.gap_max:.1f} s"
     print(f"  {r.system} N={r.n} #{k + 1}: start {r.start_s:.1f} s, CPU {r.cpu_pct:.1f} % "
           f"({r.ms_per_monitor:.2f} ms/monitor), stop {r.stop_s:.1f} s{extra}; "
           f"% by process: {top}", flush=True)

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.bench_vs_pacemaker import (
+    FAN_EVENT,
     HEARTBEAT,
     ProcStat,
     Run,
@@ -25,6 +26,7 @@ from benchmarks.bench_vs_pacemaker import (
     corosync_conf,
     cpu_ticks,
     due_monitors,
+    fanotify_events,
     gaps_within,
     ours_dummy_conf,
     ours_script_conf,
@@ -198,3 +200,10 @@ def test_table_from_saved_json() -> None:
             Run("ours-script", 10, 1.0, 60.0, 0.6, 0.5, 10.0, checks=30, gap_max=10.0)]
     saved = json.dumps([{**asdict(r), "cpu_pct": r.cpu_pct} for r in runs])
     assert runs_from_json(saved) == runs
+
+
+def test_fanotify_events() -> None:
+    one = FAN_EVENT.pack(FAN_EVENT.size, 3, 0, FAN_EVENT.size, 0x20, 7, 1234)
+    other = FAN_EVENT.pack(FAN_EVENT.size, 3, 0, FAN_EVENT.size, 0x20, -1, 99)
+    assert fanotify_events(one + other) == [(7, 1234), (-1, 99)]
+    assert fanotify_events(one[:10]) == []  # a short read holds no event
