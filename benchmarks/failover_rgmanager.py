@@ -29,7 +29,8 @@ configuration change to rgmanager, the planner's decision, the fence
 agent's launch, the ``NodeFenced`` message, the start of the script and its
 bookkeeping - is our own part: ``total - detection - fencing``.
 
-After each run the dead node boots again (corosync, then rgmanager), the
+After each run the dead node boots again (corosync, then - once corosync
+is part of the three-node ring again - rgmanager), the
 service fails back to it (ordered domain, failback on) and the cluster is
 left to settle before the next run.
 """
@@ -196,6 +197,9 @@ class RgmBench:
             "started": started[0] - t_kill if started else None,
         }
         lab.start_node(self.owner)
+        # rgmanager only once corosync has merged with the ring: a daemon that
+        # joins the group before that plans alone (see the report on the merge).
+        lab.wait_quorate(list(lab.nodes), 3)
         c[self.owner].start()
         self.settle()
         return sample
