@@ -178,7 +178,8 @@ class Manager:
         self._held: list[Delivery] = []
         self._quiescing = False  # stopping after ClusterLost: deliveries held
         self._want_table: list[str] = []  # newcomers to send the table once switched
-        self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick) \
+        self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick,
+                               next_due=self._status_due) \
             if monitor else None
         self.fence = FenceDriver(self.node, loaded.config, cluster.broadcast, factory=fencer,
                                  clock=clock)
@@ -595,6 +596,14 @@ class Manager:
         detail = f"{failure.action} depth {failure.depth}: {describe_rc(failure.rc)}"
         self.cluster.broadcast(to_payload(StatusFailed(
             self.clock(), service, self.node, failure.node.path, failure.rc, detail)))
+
+    def _status_due(self, service: str) -> float | None:
+        """When ``service``'s next status check is due (the checker's clock):
+        the monitor's heap sleeps until then instead of polling."""
+        with self.lock:
+            skip = set(self.table.get(service).disabled_parts)
+            top = self.forest.service(service)
+        return None if top is None else self.checker.next_due(top, skip)
 
     def check_now(self, service: str) -> None:
         """Run a full status pass immediately, whatever the intervals say."""

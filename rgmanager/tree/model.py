@@ -166,17 +166,26 @@ class Forest:
 
     resources: list[Resource]
     services: list[Node]
+    _by_name: dict[tuple[str, str], Node] = field(default_factory=dict, init=False,
+                                                  repr=False, compare=False)
+    _indexed: int = field(default=-1, init=False, repr=False, compare=False)
 
     def service(self, name: str) -> Node | None:
-        """Find a top-level node by ``name``, ``service:name`` or ``type:name``."""
+        """Find a top-level node by ``name``, ``service:name`` or ``type:name``.
+
+        The manager asks this twice per status check: an index (built on
+        first use, rebuilt if the list changed length) keeps it O(1) at 10,000
+        services instead of a scan."""
         if ":" in name:
             type_, _, value = name.partition(":")
         else:
             type_, value = "service", name
-        for s in self.services:
-            if s.type == type_ and s.resource.primary_value == value:
-                return s
-        return None
+        if self._indexed != len(self.services):
+            self._by_name.clear()
+            for s in self.services:
+                self._by_name.setdefault((s.type, s.resource.primary_value), s)
+            self._indexed = len(self.services)
+        return self._by_name.get((type_, value))
 
     def find(self, type_: str, value: str) -> list[Node]:
         """Every use of resource ``type:value`` in every tree."""
