@@ -113,7 +113,6 @@ def configure_logging(config: ClusterConfig, to_stderr: bool = True) -> None:
         h._rgmanager = True  # type: ignore[attr-defined]
         root.addHandler(h)
     root.setLevel(level)
-    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
 
 
 def pick_node(config: ClusterConfig, wanted: str | None) -> str:
