@@ -614,13 +614,16 @@ def fence_records(text: str) -> list[tuple[float, dict[str, str]]]:
 def rgm_cluster_conf(lab: CorosyncLab, rm_body: str, *, version: int = 1,
                      fence: bool = True, fence_delay: Mapping[int, float] | None = None,
                      fence_agent: Path | str = FENCE_NETNS, record: Path | None = None,
+                     extra_device: tuple[str, str, str] | None = None,
                      rm_attrs: str = 'status_poll_interval="1"') -> str:
     """cluster.conf for the lab's nodes (one file every node reads).
 
     With ``fence`` each node has one method: the power switch (``fence_agent``,
     ``port`` = the node's namespace; ``delay`` from ``fence_delay``) and, when
     ``record`` is given, ``fence_record`` after it, so the record's time is
-    the moment the node was certainly off.
+    the moment the node was certainly off.  ``extra_device`` = (name, agent,
+    attributes of the method's ``<device>`` line, ``{node}`` replaced by the
+    node's name) ends every method with one more device.
     """
     delays = dict(fence_delay or {})
     nodes = []
@@ -632,6 +635,9 @@ def rgm_cluster_conf(lab: CorosyncLab, rm_body: str, *, version: int = 1,
         devices = f'<device name="switch" port="{node.netns}"{delay}/>'
         if record is not None:
             devices += f'<device name="record" logfile="{record}"/>'
+        if extra_device is not None:
+            devices += (f'<device name="{extra_device[0]}" '
+                        f'{extra_device[2].replace("{node}", node.name)}/>')
         nodes.append(f'    <clusternode name="{node.name}" nodeid="{i}"><fence>'
                      f'<method name="power">{devices}</method></fence></clusternode>')
     devices = ""
@@ -639,6 +645,9 @@ def rgm_cluster_conf(lab: CorosyncLab, rm_body: str, *, version: int = 1,
         devices = f'  <fencedevices>\n    <fencedevice name="switch" agent="{fence_agent}"/>\n'
         if record is not None:
             devices += f'    <fencedevice name="record" agent="{FENCE_RECORD}"/>\n'
+        if extra_device is not None:
+            devices += (f'    <fencedevice name="{extra_device[0]}" '
+                        f'agent="{extra_device[1]}"/>\n')
         devices += "  </fencedevices>\n"
     two_node = '  <cman two_node="1" expected_votes="1"/>\n' if lab.n == 2 else ""
     members = "\n".join(nodes)

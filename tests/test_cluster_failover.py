@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,6 +255,36 @@ def test_corosync_killed_under_the_owner_stops_at_once_then_fenced_and_moved(
     assert_fenced_then_started(c, 2, "web", 3, since)
     assert stop < fenced(c, 2)[-1], c.logs()
     assert "CRITICAL lost the cluster" in c[2].text(), c.logs()
+    no_tracebacks(c)
+
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/fence_dummy").exists(),
+                    reason="Debian's fence-agents (fence_dummy) is not installed")
+def test_fence_agents_fence_dummy_found_by_name_is_driven_through_our_fencing(
+        labs: Callable[..., CorosyncLab]) -> None:
+    """Each node's method ends with Debian's ``fence_dummy`` (agent given by name,
+    found in /usr/sbin; ``action="off"`` on the device line, its status file
+    per node): the lost node's file says off, the others' still on."""
+    files = {}
+    body = domains(("d", (2, 3, 1), False)) + witness_service("web", "{lsb}", "d")
+    lab = labs(3)
+    for i in lab.nodes:
+        files[i] = lab.dir / f"dummy-node{i}.status"
+        files[i].write_text("on")  # fence_dummy wants no newline
+    status = lab.dir / "dummy-{node}.status"
+    c = RgmCluster(lab, body, extra_device=(
+        "dummy", "fence_dummy", f'type="file" status_file="{status}" action="off"'))
+    c.start([2])
+    c.wait(lambda: c[2].status().get("services"), "node2 up alone")
+    c.start([1, 3])
+    c.wait_settled([1, 2, 3], {"web": 2})
+    since = time.time()
+    c.lab.kill_node(2)
+    c.wait(lambda: c.running("web") == [3], "web running on node3")
+    assert_fenced_then_started(c, 2, "web", 3, since)
+    assert {i: f.read_text() for i, f in files.items()} == {1: "on", 2: "off", 3: "on"}
+    assert "/usr/sbin/fence_dummy" in c[1].text(), c.logs()
     no_tracebacks(c)
 
 
