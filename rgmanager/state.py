@@ -186,8 +186,24 @@ class TableIndex:
                    MappingProxyType({n: frozenset(v) for n, v in occupants.items()}))
 
 
+class _ServiceLookup:
+    """Reading a table by service name: shared by the frozen table and the
+    draft a planner step edits."""
+
+    services: Mapping[str, ServiceState]
+
+    def get(self, name: str) -> ServiceState:
+        return self.services.get(name) or ServiceState(name)
+
+    def __iter__(self) -> Iterator[ServiceState]:
+        return iter(self.services[k] for k in sorted(self.services))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.services
+
+
 @dataclass(frozen=True)
-class Table:
+class Table(_ServiceLookup):
     """Service name (``service:web``) -> state; immutable.
 
     ``members`` is the membership the table last saw; every node derives who
@@ -218,15 +234,6 @@ class Table:
             object.__setattr__(self, "_index", TableIndex.of(self.services.values()))
         assert self._index is not None
         return self._index
-
-    def get(self, name: str) -> ServiceState:
-        return self.services.get(name) or ServiceState(name)
-
-    def __iter__(self) -> Iterator[ServiceState]:
-        return iter(self.services[k] for k in sorted(self.services))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.services
 
     def put(self, *states: ServiceState) -> Table:
         d = dict(self.services)
@@ -268,7 +275,7 @@ class Table:
                                      for k, v in services.items()}), members, awaiting)
 
 
-class TableDraft:
+class TableDraft(_ServiceLookup):
     """A table being changed by one planner step.
 
     ``put`` changes it in place at O(1) and keeps the :class:`TableIndex`
@@ -293,15 +300,6 @@ class TableDraft:
         self._occupants: dict[str, frozenset[str] | set[str]] = dict(index.occupants)
         self._copied: set[str] = set()  # nodes whose occupant set is this draft's own
         self._spent = False
-
-    def get(self, name: str) -> ServiceState:
-        return self.services.get(name) or ServiceState(name)
-
-    def __iter__(self) -> Iterator[ServiceState]:
-        return iter(self.services[k] for k in sorted(self.services))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.services
 
     @property
     def waiting(self) -> Set[str]:
