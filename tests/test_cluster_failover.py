@@ -227,14 +227,28 @@ def test_clusvcadm_relocate_enable_disable_freeze_from_any_node(
 
 def test_rgmanager_killed_alone_node_is_fenced_then_its_service_recovered(
         labs: Callable[..., CorosyncLab]) -> None:
-    """rgmanager on node3 (web's owner) is SIGKILLed, corosync stays: the group
-    sees node3's rgmanager go while corosync still lists node3; nothing can stop
-    web there any more, so node3 is fenced before web starts on node1."""
+    """rgmanager on node3 (web's owner) is SIGKILLed, corosync stays: every node
+    sees node3 online without rgmanager and web ``recovering`` awaiting node3's
+    fence (its device waits 3 s: time to look); then node3 is fenced and web
+    starts on node1."""
     body = domains(("d", (3, 1, 2), False)) + witness_service("web", "{lsb}", "d")
-    c = cluster(labs, body, first_up=3)
+    c = cluster(labs, body, first_up=3, fence_delay={3: 3})
     c.wait_settled([1, 2, 3], {"web": 3})
     since = time.time()
     c[3].kill()
+
+    def awaiting_fence(i: int) -> bool:
+        view = c[i].status()
+        members = {m["name"]: m for m in view.get("members", [])}
+        web = {s["name"]: s for s in view.get("services", [])}.get("service:web", {})
+        return (members.get("node3", {}).get("online") is True
+                and members["node3"]["rgmanager"] is False
+                and web.get("state") == "recovering"
+                and web.get("reason") == "awaiting fence of node3")
+
+    c.wait(lambda: awaiting_fence(1) and awaiting_fence(2),
+           "node3 online without rgmanager, web awaiting its fence, on node1 and node2")
+    assert fenced(c, 3) == [] and c.running("web") == [3]  # nothing moved yet
     c.wait(lambda: c.running("web") == [1], "web running on node1")
     assert_fenced_then_started(c, 3, "web", 1, since)
     c.wait_settled([1, 2], {"web": 1})
