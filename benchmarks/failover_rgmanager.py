@@ -159,9 +159,8 @@ class RgmBench:
         self.settle()
 
     def settle(self) -> None:
-        """Every node back, agreeing, the service on its owner, quiet for a moment."""
-        self.c.wait_settled([1, 2, 3], {SERVICE: self.owner}, timeout=SETTLE_TIMEOUT)
-        # The status checks of the failback are done (no fence, no start pending).
+        """Every node back in the group and agreeing that the service runs on its
+        owner, whose script says so too (the failback is over)."""
         self.c.wait_settled([1, 2, 3], {SERVICE: self.owner}, timeout=SETTLE_TIMEOUT)
 
     def run_once(self) -> dict[str, float | None]:
