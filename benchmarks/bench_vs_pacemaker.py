@@ -254,6 +254,7 @@ class Run:
     checks: int | None = None  # monitors that really ran, where they can be counted
     gap_max: float | None = None
     breakdown: dict[str, float] = field(default_factory=dict)  # % of one core by command
+    source: str = ""  # ours: the checkout's commit the daemon ran from (+dirty)
 
     @property
     def cpu_pct(self) -> float:
@@ -764,6 +765,19 @@ class OurDaemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def source_revision() -> str:
+    """The commit our daemon runs from, ``+dirty`` if rgmanager/ has changes on top:
+    the checkout may move between repeats, and a figure should say what it measured."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"]).stdout.strip()
+        dirty = run(["git", "-C", str(repo), "status", "--porcelain", "--", "rgmanager"]
+                    ).stdout.strip()
+    except (OSError, RuntimeError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def write_lsb(root: Path, n: int) -> Path:
     """The trivial LSB script, linked once per resource; returns the links' dir."""
     marks = root / "marks"
@@ -793,6 +807,7 @@ def bench_ours(system: str, n: int, interval: float, window: float, repeats: int
             daemon = OurDaemon(f"s{n}", lambda d: ours_script_conf(n, interval,
                                                                     write_lsb(d, n)))
         try:
+            source = source_revision()
             start = daemon.start(n, timeout)
             assert daemon.ns is not None
             u0, runs0 = uptime(), agent_runs(daemon.ns)
@@ -804,7 +819,7 @@ def bench_ours(system: str, n: int, interval: float, window: float, repeats: int
             if system == "ours-script":
                 checks, gaps = gaps_within(check_times(daemon.dir / "marks"), u0, u1)
                 gap_max = max(gaps, default=None)
-            r = Run(system, n, start, wall, cpu, stop, interval, checks, gap_max, parts)
+            r = Run(system, n, start, wall, cpu, stop, interval, checks, gap_max, parts, source)
             report(r, k)
             runs.append(r)
         finally:
@@ -824,7 +839,8 @@ def report(r: Run, k: int) -> None:
                  "per check run)")
         if r.gap_max is not None:
             extra += f", longest gap {r.gap_max:.1f} s"
-    print(f"  {r.system} N={r.n} #{k + 1}: start {r.start_s:.1f} s, CPU {r.cpu_pct:.1f} % "
+    at = f" [{r.source}]" if r.source else ""
+    print(f"  {r.system}{at} N={r.n} #{k + 1}: start {r.start_s:.1f} s, CPU {r.cpu_pct:.1f} % "
           f"({r.ms_per_monitor:.2f} ms/monitor), stop {r.stop_s:.1f} s{extra}; "
           f"% by process: {top}", flush=True)
 
@@ -888,6 +904,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    args.timeout)
     print()
     print(table(runs))
+    revisions = sorted({r.source for r in runs if r.source})
+    if revisions:
+        print(f"our daemon ran from: {', '.join(revisions)}")
     if args.json:
         print(json.dumps([{**asdict(r), "cpu_pct": r.cpu_pct,
                            "ms_per_monitor": r.ms_per_monitor,
