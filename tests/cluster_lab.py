@@ -24,6 +24,18 @@ every lab it made is closed at teardown. Plain scripts (benchmarks) use the
 class as a context manager. ``probe()`` says why a lab cannot be built here
 (``None`` when it can); the fixture skips with that reason.
 
+``show_netns=True`` binds the host's ``/run/netns`` into every node's
+private ``/run``, so that ``ip netns`` inside a node sees the lab: the
+rgmanager daemons run the lab's power switch (``fence_netns``) from there.
+
+``RgmCluster(lab, rm_body)`` adds one rgmanager per node (``--backend
+corosync``) on one shared cluster.conf with a fence method per node
+(``fence_netns`` then ``fence_record``), and witness services whose LSB
+script logs ``start|stop SERVICE NODE TIME`` to one file; each daemon's
+socket, lock and service state live in the node's ``/run``, so a rebooted
+node has forgotten what ran there.  The failover tests and
+``benchmarks.failover_rgmanager`` use it.
+
 The file is also the *agent* run inside a node by the backend tests
 (``python cluster_lab.py agent ...``): it runs one ``CorosyncCluster``,
 prints every delivery as a JSON line on stdout and takes commands (JSON
