@@ -689,6 +689,20 @@ def witness_service(name: str, lsb: Path | str, domain: str | None = None,
             f'<action name="status" depth="*" interval="{interval}"/></script></service>')
 
 
+def clustat_json(sock: Path) -> dict[str, Any]:
+    """``clustat --json`` against the daemon at ``sock`` ({} if it does not answer)."""
+    r = subprocess.run([PYTHON, "-m", "rgmanager.cli.clustat", "--json"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "RGMANAGER_SOCKET": str(sock)})
+    if r.returncode not in (0, 1) or not r.stdout.strip():
+        return {}
+    try:
+        view: dict[str, Any] = json.loads(r.stdout)
+    except ValueError:
+        return {}
+    return view
+
+
 class RgmDaemon:
     """``rgmanager --backend corosync`` in one lab node (see ``RgmCluster``)."""
 
@@ -750,18 +764,7 @@ class RgmDaemon:
 
     def status(self) -> dict[str, Any]:
         """``clustat --json`` against this daemon ({} if it does not answer)."""
-        if not self.alive():
-            return {}
-        r = subprocess.run([PYTHON, "-m", "rgmanager.cli.clustat", "--json"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "RGMANAGER_SOCKET": str(self.sock)})
-        if r.returncode not in (0, 1) or not r.stdout.strip():
-            return {}
-        try:
-            view: dict[str, Any] = json.loads(r.stdout)
-        except ValueError:
-            return {}
-        return view
+        return clustat_json(self.sock) if self.alive() else {}
 
     def clusvcadm(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``clusvcadm ARGS`` against this daemon."""

@@ -9,8 +9,6 @@ for it with one log line and no traceback.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -18,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from .cluster_lab import PYTHON, REPO, CorosyncLab, lab_factory, probe, wait_for
+from .cluster_lab import (
+    PYTHON,
+    REPO,
+    CorosyncLab,
+    clustat_json,
+    lab_factory,
+    probe,
+    wait_for,
+)
 from .manager_helpers import cluster_conf, script, write_lsb
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -82,10 +88,7 @@ class LabDaemon:
 
     def status(self) -> dict[str, Any]:
         """clustat --json against this node's daemon ({} if it does not answer)."""
-        r = subprocess.run([PYTHON, "-m", "rgmanager.cli.clustat", "--json"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "RGMANAGER_SOCKET": str(self.sock)})
-        return json.loads(r.stdout) if r.returncode in (0, 1) and r.stdout.strip() else {}
+        return clustat_json(self.sock)
 
     def table(self) -> dict[str, tuple[str, str | None]]:
         return {s["name"]: (s["state"], s["owner"]) for s in self.status().get("services", [])}
