@@ -273,6 +273,26 @@ def test_corosync_killed_under_the_owner_stops_at_once_then_fenced_and_moved(
 
 
 
+
+def test_coordinator_dying_while_it_fences_is_replaced_by_the_next(
+        labs: Callable[..., CorosyncLab]) -> None:
+    """Five nodes.  web's owner node2 dies; the coordinator node1 starts fencing
+    it (node2's device waits 3 s) and dies during that wait.  node3, the next
+    coordinator, fences node2 itself at that membership change - no timeout -
+    and web starts on node3 after that fence, the only one node2 got."""
+    body = domains(("d", (2, 3, 4, 5, 1), False)) + witness_service("web", "{lsb}", "d")
+    c = cluster(labs, body, n=5, first_up=2, fence_delay={2: 3})
+    c.wait_settled([1, 2, 3, 4, 5], {"web": 2})
+    since = time.time()
+    c.lab.kill_node(2)
+    c.wait(lambda: "fencing node2: started" in c[1].text(), "node1 fencing node2")
+    c.lab.kill_node(1)
+    c.wait(lambda: c.running("web") == [3], "web running on node3")
+    assert_fenced_then_started(c, 2, "web", 3, since)
+    assert fenced_by(c, 2) == [1, 3], c.logs()
+    c.wait_settled([3, 4, 5], {"web": 3})
+    no_tracebacks(c)
+
 @pytest.mark.skipif(not Path("/usr/sbin/fence_dummy").exists(),
                     reason="Debian's fence-agents (fence_dummy) is not installed")
 def test_fence_agents_fence_dummy_found_by_name_is_driven_through_our_fencing(
