@@ -255,6 +255,7 @@ class Run:
     gap_max: float | None = None
     breakdown: dict[str, float] = field(default_factory=dict)  # % of one core by command
     source: str = ""  # ours: the checkout's commit the daemon ran from (+dirty)
+    uncounted: int = 0  # agent runs whose opener was gone before its namespace was read
 
     @property
     def cpu_pct(self) -> float:
@@ -512,6 +513,11 @@ def agent_runs(ns: Netns) -> int | None:
     return _counter.count(ns)
 
 
+def uncounted_runs() -> int:
+    """Agent runs (any namespace) whose opener exited before it was placed."""
+    return _counter.gone if _counter is not None else 0
+
+
 def uptime() -> float:
     """CLOCK_BOOTTIME as the LSB script logs it (10 ms steps)."""
     return float(Path("/proc/uptime").read_text().split()[0])
@@ -678,13 +684,13 @@ def bench_pacemaker(n: int, interval: float, window: float, repeats: int,
         node.set_all(n, interval, "Stopped", timeout)
         for k in range(repeats):
             start = node.set_all(n, interval, "Started", timeout)
-            runs0 = agent_runs(node.ns)
+            runs0, gone0 = agent_runs(node.ns), uncounted_runs()
             cpu, wall, parts = measure(node.ns, window)
-            runs1 = agent_runs(node.ns)
+            runs1, gone1 = agent_runs(node.ns), uncounted_runs()
             stop = node.set_all(n, interval, "Stopped", timeout)
             checks = runs1 - runs0 if runs0 is not None and runs1 is not None else None
             r = Run("pacemaker", n, start, wall, cpu, stop, interval, checks,
-                    breakdown=parts)
+                    breakdown=parts, uncounted=gone1 - gone0)
             report(r, k)
             runs.append(r)
     return runs
@@ -810,16 +816,17 @@ def bench_ours(system: str, n: int, interval: float, window: float, repeats: int
             source = source_revision()
             start = daemon.start(n, timeout)
             assert daemon.ns is not None
-            u0, runs0 = uptime(), agent_runs(daemon.ns)
+            u0, runs0, gone0 = uptime(), agent_runs(daemon.ns), uncounted_runs()
             cpu, wall, parts = measure(daemon.ns, window)
-            u1, runs1 = uptime(), agent_runs(daemon.ns)
+            u1, runs1, gone1 = uptime(), agent_runs(daemon.ns), uncounted_runs()
             stop = daemon.stop(timeout)
             checks = runs1 - runs0 if runs0 is not None and runs1 is not None else None
             gap_max = None
             if system == "ours-script":
                 checks, gaps = gaps_within(check_times(daemon.dir / "marks"), u0, u1)
                 gap_max = max(gaps, default=None)
-            r = Run(system, n, start, wall, cpu, stop, interval, checks, gap_max, parts, source)
+            r = Run(system, n, start, wall, cpu, stop, interval, checks, gap_max, parts, source,
+                    gone1 - gone0)
             report(r, k)
             runs.append(r)
         finally:
@@ -837,6 +844,8 @@ def report(r: Run, k: int) -> None:
         due = due_monitors(r.n, r.window_s, r.interval)
         extra = (f"; checks run {r.checks} of {due:.0f} due ({r.ms_per_check or 0:.2f} ms "
                  "per check run)")
+        if r.uncounted:
+            extra += f", {r.uncounted} more whose process was gone before it was placed"
         if r.gap_max is not None:
             extra += f", longest gap {r.gap_max:.1f} s"
     at = f" [{r.source}]" if r.source else ""
