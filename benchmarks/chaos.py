@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 FAULT_KINDS: dict[str, int] = {
     "kill-node": 3, "kill-rgmanager": 2, "kill-corosync": 2, "sigstop-rgmanager": 2,
     "cut-link": 2, "partition": 2, "hang-status": 2, "fail-stop": 1, "admin": 2,
-    "reload": 1,
+    "reload": 1, "reboot-isolated": 1,
 }
 #: Detection (token 1000: ~3.5 s) + fencing (~1 s) + a start + margin.
 DEFAULT_ALLOWED = 20.0
@@ -247,6 +247,28 @@ class Chaos:
         self.during(admin)
         self.repair_all(f.t, [node])
 
+    def do_reboot_isolated(self, target: str | None = None) -> None:
+        """A node crashes and boots again with its link down (the network comes up
+        after corosync and rgmanager): its link is healed once its rgmanager has
+        joined the group of its lone corosync."""
+        node = self.pick_node(target)
+        f = self.lab.fault("reboot-isolated", [node])
+        self.lab.crash(node)
+        self.delay(0.5, 3.0)
+        self.lab.cut(node)
+        try:
+            self.lab.repair(node)
+            self.lab.note(f"repair {node}: reboot with the link cut")
+            log_path = self.lab.daemon_log(node)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and "joined CPG group" not in \
+                    log_path.read_text(errors="replace"):
+                time.sleep(0.1)
+            self.delay(0.5, 2.0)
+        finally:
+            self.lab.heal(node)
+        self.repair_all(f.t, [node])
+
     def do_kill_corosync(self, target: str | None = None) -> None:
         node = self.pick_node(target)
         f = self.lab.fault("kill-corosync", [node])
@@ -320,7 +342,7 @@ class Chaos:
             self.lab.set_fault_file(service, "failstop", False)
         node = self.node()
         self.lab.clusvcadm(node, "-d", f"service:{service}")
-        self.lab.clusvcadm(node, "-e", f"service:{service}")
+        self.lab.clusvcadm(node, "-e", f"service:{service}", "-F")
         self.excuse(service, f.t, "stop failed on purpose")
 
     def do_admin(self, target: str | None = None) -> None:
@@ -346,7 +368,7 @@ class Chaos:
         elif admin.what == "disable":
             self.lab.clusvcadm(node, "-d", name)
             self.delay(0.5, 3.0)
-            self.lab.clusvcadm(self.node(exclude=victims), "-e", name)
+            self.lab.clusvcadm(self.node(exclude=victims), "-e", name, "-F")
             self.excuse(admin.service, t, "disabled by the administrator")
         else:
             self.lab.clusvcadm(node, "-Z", name)

@@ -97,7 +97,8 @@ class DoubleActive:
     def __str__(self) -> str:
         return (f"{self.service} ran on {self.a.node} [{self.a.start:.3f}, {_end(self.a)}] and "
                 f"on {self.b.node} [{self.b.start:.3f}, {_end(self.b)}]: "
-                f"{self.overlap:.3f}s at once")
+                + ("at once until the end of the run" if self.overlap == float("inf")
+                   else f"{self.overlap:.3f}s at once"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Pinned chaos fault sequences: the smallest sequence that showed each bug."""
