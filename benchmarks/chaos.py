@@ -134,9 +134,10 @@ class Admin:
 class Chaos:
     """One chaos run over a started ``ChaosLab``."""
 
-    def __init__(self, lab: ChaosLab, rng: random.Random, kinds: Sequence[str] | None = None
-                 ) -> None:
+    def __init__(self, lab: ChaosLab, rng: random.Random, kinds: Sequence[str] | None = None,
+                 stop_early: bool = False) -> None:
         self.lab = lab
+        self.stop_early = stop_early  # end the run at the first unsettled quiet point
         self.rng = rng
         names = list(kinds or FAULT_KINDS)
         self.kinds = names
@@ -210,6 +211,9 @@ class Chaos:
             kind = self.rng.choices(self.kinds, self.weights)[0]
             self.step(kind)
             self.quiet_point(f"fault {k + 1} ({kind})")
+            if self.stop_early and self.unsettled:
+                self.lab.note("stopping early: the cluster did not settle")
+                return
 
     def run_steps(self, steps: Sequence[str]) -> None:
         """A pinned sequence: ``KIND[:TARGET]`` each (TARGET a node, ``node1+node2``
@@ -254,8 +258,14 @@ class Chaos:
         node = self.pick_node(target)
         f = self.lab.fault("reboot-isolated", [node])
         self.lab.crash(node)
-        self.delay(0.5, 3.0)
         self.lab.cut(node)
+        # The others fence the crashed node first (else that fence would kill the
+        # node booting here): up to 30 s for the power log to say so.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                p.node == node and p.how == "fence" and p.t >= f.t
+                for p in parse_power(self.lab.power_log.read_text(errors="replace"))):
+            time.sleep(0.1)
         try:
             self.lab.repair(node)
             self.lab.note(f"repair {node}: reboot with the link cut")
@@ -409,8 +419,8 @@ def keep_logs(lab: ChaosLab, keep: Path) -> None:
 
 def run_chaos(faults: int, seed: int, nodes: int = 3, token: int = 1000,
               allowed: float = DEFAULT_ALLOWED, keep: Path | None = None,
-              kinds: Sequence[str] | None = None, steps: Sequence[str] | None = None
-              ) -> Report:
+              kinds: Sequence[str] | None = None, steps: Sequence[str] | None = None,
+              stop_early: bool = False) -> Report:
     """Build the lab, inject ``faults`` random faults (or the pinned ``steps``), judge,
     tear down, check that nothing is left behind."""
     rng = random.Random(seed)
@@ -419,7 +429,7 @@ def run_chaos(faults: int, seed: int, nodes: int = 3, token: int = 1000,
     lab = ChaosLab(nodes, token=token)
     try:
         lab.setup()
-        chaos = Chaos(lab, rng, kinds)
+        chaos = Chaos(lab, rng, kinds, stop_early)
         try:
             if steps:
                 chaos.run_steps(steps)
@@ -458,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="only these fault kinds (default: all)")
     p.add_argument("--steps", help="a pinned fault sequence instead of random faults: "
                    "KIND[:TARGET],... (e.g. kill-node:node1,partition:node2)")
+    p.add_argument("--stop-early", action="store_true",
+                   help="end the run at the first fault after which the cluster did not settle")
     p.add_argument("--keep", type=Path, help="copy the run's logs to this directory")
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -472,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"chaos: seed {seed}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     report = run_chaos(a.faults, seed, a.nodes, a.token, a.allowed, a.keep, a.kind,
-                       a.steps.split(",") if a.steps else None)
+                       a.steps.split(",") if a.steps else None, a.stop_early)
     print(report.text())
     if a.json:
         a.json.write_text(json.dumps(report.as_json(), indent=1))

@@ -241,3 +241,28 @@ def test_check_puts_it_together() -> None:
                     [ServiceSpec("web")], NODES, [], [], 0, 10, allowed=5)
     assert not verdict.ok and len(verdict.double_active) == 1
     assert verdict.lost == [] and verdict.disagreements == []
+
+
+# ---------------------------------------------------------- the real thing
+
+#: The CI run: few enough faults for a few minutes on two cores, a fixed seed.
+CI_FAULTS = 15
+CI_SEED = 20261126
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.xfail(reason="known bugs pinned in tests/chaos_regressions/test_pinned.py: a "
+                   "rebooted node that founds its CPG group without quorum fences the running "
+                   "cluster at the merge (or, before, planned from its own empty table)",
+                   strict=False)
+def test_short_chaos_run_has_no_double_active_lost_service_or_disagreement() -> None:
+    from benchmarks.chaos import run_chaos
+    from tests.cluster_lab import probe
+
+    reason = probe()
+    if reason:
+        pytest.skip(reason)
+    report = run_chaos(CI_FAULTS, CI_SEED, stop_early=True)
+    assert report.leftovers == [], report.text()
+    assert report.ok, report.text()
