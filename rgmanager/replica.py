@@ -4,16 +4,21 @@ Every member applies the same ordered stream to the same planner, so copies
 agree as long as each starts from the same table at the same point of the
 stream. That start is what this module is about:
 
-- The first member of a group starts from the empty table.
+- The first member of a quorate group starts from the empty table. A first
+  member without quorum (its corosync alone, not merged with the others yet)
+  holds no table: it waits for one like a newcomer, so a node rebooting into
+  a running cluster never plans from its own empty table.
 - A node joining a running group waits for the table: the coordinator (the
   lowest node id among the members that hold it) broadcasts a *snapshot*
   right after the join, ordered after it; the newcomer buffers everything
   delivered meanwhile and applies it on top of the snapshot.
 - A node that loses quorum holds a stale table until a quorate member sends
-  it again. If nobody holding the table is left (every member lost quorum),
-  the lowest waiting node *claims* the table after ``claim_after`` seconds of
-  quorate silence: it offers its own, which (``claimed_table``) says nothing
-  runs on the members, and ordering makes everyone agree on it.
+  it again. If nobody holding the table is left (every member lost quorum,
+  or a cold start), the lowest waiting node *claims* the table: it offers its
+  own, which (``claimed_table``) says nothing runs on the members, and
+  ordering makes everyone agree on it. It claims as soon as every member has
+  said (an ordered ``no_table`` message) that it holds no table, and in any
+  case after ``claim_after`` seconds of quorate silence.
 - Losing the channel (``ClusterLost``) makes this node a fresh member: empty
   table, waiting for a snapshot after it rejoins.
 - A snapshot carries the config version its table was planned under; the
@@ -29,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from .cluster.base import Cluster, Delivery, Membership, MembershipChange, Message
 from .planner import Event, NodesChanged, claimed_table
@@ -38,6 +44,12 @@ log = logging.getLogger(__name__)
 
 #: Message kind of a table snapshot (or claim).
 SNAPSHOT = "snapshot"
+#: Message kind of "I hold no table" (a waiting member of a quorate group).
+NO_TABLE = "no_table"
+#: Timed claims put off (``claim_after`` each) while corosync sees nodes whose
+#: rgmanager is not in the group; then a node that never runs rgmanager no
+#: longer holds the cluster up.
+MAX_CLAIM_DEFERRALS = 6
 
 
 class TableReplica:
@@ -69,6 +81,11 @@ class TableReplica:
         # A member holding the table answered us (with a table we could not
         # take yet): never claim our own then.
         self.table_elsewhere = False
+        # Members that said, since the last membership change, that they hold
+        # no table: once every member has, nobody can send one, and the lowest
+        # claims at once instead of after ``claim_after``.
+        self.no_table_from: set[str] = set()
+        self.claim_deferrals = 0  # timed claims put off for online nodes outside the group
 
     # -- deliveries ---------------------------------------------------------------
     def takes(self, msg: Message) -> bool:
@@ -76,6 +93,9 @@ class TableReplica:
         while the table is not current); False if the manager should plan it."""
         if msg.payload.get("kind") == SNAPSHOT:
             self._snapshot(msg)
+            return True
+        if msg.payload.get("kind") == NO_TABLE:
+            self._no_table(msg.sender)
             return True
         if not self.synced:
             self.buffer.append(msg)
@@ -85,13 +105,24 @@ class TableReplica:
     def membership_change(self, mc: MembershipChange) -> None:
         previous = self.membership
         self.membership = mc.membership
+        self.no_table_from = set()
         me_joined = self.node in mc.joined
         old = [n for n in mc.membership.members if n not in mc.joined]
         if me_joined and old:
             self._wait_for_table("joined a running cluster", [mc])
             return
+        if me_joined and not mc.membership.quorate:
+            # First member of a group it founded without quorum (its corosync
+            # has not merged with the others yet): its table is not the
+            # cluster's. When the ring merges, a member holding the table
+            # sends it; if nobody does (a cold start), the claim decides.
+            # Nothing buffered: when the ring merges, the member that sends
+            # the table answers that change, and our replay starts there,
+            # exactly as a newcomer's.
+            self._wait_for_table("founded the group without quorum", [])
+            return
         if me_joined:
-            self.synced = True  # first member: the table we hold is the table
+            self.synced = True  # first member, quorate: the table we hold is the table
         if mc.joined and self.synced and old:
             # The coordinator (lowest id of those who hold the table) sends it,
             # ordered right after the join, to the newcomers.
@@ -100,6 +131,7 @@ class TableReplica:
             self.buffer.append(mc)
             if mc.membership.quorate:
                 self._arm_claim()
+                self._announce_no_table()
             return
         if previous.quorate and not mc.membership.quorate:
             log.warning("Quorum Dissolved: stopping local services; the table is stale "
@@ -143,15 +175,41 @@ class TableReplica:
         self.synced = False
         self.buffer = list(buffered)
         self._arm_claim()
+        if self.membership.quorate:
+            self._announce_no_table()
+
+    def _announce_no_table(self) -> None:
+        """Tell the group this node holds no table (ordered after the change
+        that made it wait): members that hold one answer with a snapshot
+        anyway; if every member says this, the claim need not wait."""
+        self.cluster.broadcast({"kind": NO_TABLE})
+
+    def _no_table(self, sender: str) -> None:
+        if self.synced:
+            return
+        self.no_table_from.add(sender)
+        members = self.membership.members
+        if not (self.membership.quorate and members and set(members) <= self.no_table_from):
+            return
+        # Only when every node corosync sees is in the group: votequorum may
+        # say "quorate" before the group's merge reaches us (a rebooted node
+        # whose corosync has just rejoined), and a member of the other side
+        # may hold the table. Then the timed claim (or that table) decides.
+        if not set(self.cluster.online_nodes()) <= set(members):
+            return
+        log.info("no member holds the service table; the lowest node offers its own")
+        self._claim()
 
     def _cancel_claim(self) -> None:
         if self.claim_timer is not None:
             self.claim_timer.cancel()
 
-    def _arm_claim(self) -> None:
+    def _arm_claim(self, reset: bool = True) -> None:
         """If nobody holding the table remains (every member lost quorum), the
         lowest waiting node offers its own once the group is quorate again;
         ordering makes everyone agree on it."""
+        if reset:
+            self.claim_deferrals = 0
         self._cancel_claim()
         self.claim_timer = threading.Timer(self.claim_after, self._claim)
         self.claim_timer.daemon = True
@@ -169,9 +227,41 @@ class TableReplica:
             members = self.membership.members
             if not members or min(members, key=self.order_key) != self.node:
                 return
+            missing = set(self.cluster.online_nodes()) - set(members)
+            if missing and self.claim_deferrals < MAX_CLAIM_DEFERRALS:
+                # Corosync sees nodes whose rgmanager is not (yet) in the group:
+                # one of them may hold the table and be about to merge.
+                self.claim_deferrals += 1
+                log.info("not offering this node's service table yet: %s online but not "
+                         "in the group", ", ".join(sorted(missing)))
+                self._arm_claim(reset=False)
+                return
             self.cluster.broadcast({"kind": SNAPSHOT, "for": list(members), "claim": True,
                                     "table": self.table.to_json(), "time": self.last_time,
                                     "config_version": self.config_version()})
+
+    @staticmethod
+    def _shared_history(buffered: list[Delivery], msg: Message) -> list[Delivery]:
+        """What of ``buffered`` to replay on top of the table ``msg`` carries.
+
+        A table stands for everything its sender had applied when it sent it.
+        A holder sends it at the change that brought us into its view, so our
+        replay starts at the first buffered change that has the sender among
+        the members: changes before it (this node alone after founding the
+        group without quorum, or cut off in a minority) are not history the
+        sender shares and are dropped. A claim is delivered at one point of
+        the ordered stream to waiting members that began waiting at different
+        points (a cold start): the latest change before it is the same for
+        every one of them, so their replay starts there.
+        """
+        changes = [i for i, d in enumerate(buffered) if isinstance(d, MembershipChange)]
+        if msg.payload.get("claim"):
+            start = changes[-1] if changes else 0
+        else:
+            start = next((i for i in changes
+                          if msg.sender in cast(MembershipChange, buffered[i]).membership.members),
+                         0)
+        return buffered[start:]
 
     def _snapshot(self, msg: Message) -> None:
         if self.synced or self.node not in msg.payload.get("for", ()):
@@ -184,6 +274,7 @@ class TableReplica:
         self.table_elsewhere = False
         self._cancel_claim()
         buffered, self.buffer = self.buffer, []
+        buffered = self._shared_history(buffered, msg)
         log.info("received the service table from %s (%d services)", msg.sender,
                  len(self.table.services))
         for d in buffered:

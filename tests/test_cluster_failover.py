@@ -322,15 +322,8 @@ def test_fence_agents_fence_dummy_found_by_name_is_driven_through_our_fencing(
     no_tracebacks(c)
 
 
-# ------------------------------------------------------------- product bugs
+# ------------------------------------------------- regressions of product bugs
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug, intermittent (1 reboot in 3-5 here): the returning node's rgmanager "
-    "joins the group while its corosync is still alone; 'votequorum: quorate' reaches "
-    "it before the configuration change that brings the others, so it plans alone from "
-    "its own table ('service:web: starting on node1 (domain d priority 1, best online)') "
-    "while node2 and node3 relocate web to it from theirs; their tables stay at "
-    "'starting' on node1 and the cluster never settles"))
 def test_node_rebooted_with_corosync_and_rgmanager_together_takes_the_clusters_table(
         labs: Callable[..., CorosyncLab]) -> None:
     """node1 (web's preferred node) dies and web moves to node2; node1 boots with
