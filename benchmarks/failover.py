@@ -40,7 +40,7 @@ pacemaker-controld sleeps one second and asks again (``sleep(1)`` in
 the updates, so about half the runs pay it. It is Pacemaker's own cost,
 not the lab's.
 
-rgmanager-py's side is ``measure_rgmanager`` (to be filled in). The tables
+rgmanager-py's side is ``measure_rgmanager`` (``benchmarks.failover_rgmanager``). The tables
 print each side's min/median/max per part, then both medians and the ratio
 ours/Pacemaker for each case and token.
 """
@@ -215,8 +215,11 @@ def sample_from_logs(t_kill: float, t_seen: float, corosync_text: str, fence_tex
 # ------------------------------------------------------------------ rgmanager
 
 def measure_rgmanager(runs: int, token: int, owner_kind: str) -> list[Sample]:
-    """rgmanager-py's failover on the corosync lab (the coordinator fills this in)."""
-    raise NotImplementedError("the rgmanager-py side of the failover benchmark")
+    """rgmanager-py's failover on the corosync lab (``benchmarks.failover_rgmanager``):
+    the same three namespace nodes, totem settings and fence agent."""
+    from benchmarks.failover_rgmanager import measure_rgmanager as measure
+
+    return [Sample(**d) for d in measure(runs, token, owner_kind)]
 
 
 # ------------------------------------------------------------------ Pacemaker
