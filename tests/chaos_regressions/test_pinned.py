@@ -29,7 +29,18 @@ REJOIN_FENCES_THE_CLUSTER = (
     "planned from its own empty table after the merge and started db, app and tree, "
     "which node2 was running, and the tables of node1 and node2 disagreed for good")
 
+#: Same family, plain reboot (link up): seen with the same code, seed 20261126.
+REBOOT_REPLAYS_ITS_FOUNDING = (
+    "node3's rgmanager SIGKILLed, node3 fenced and rebooted: its rgmanager founds the "
+    "group without quorum, receives the table from node1 at the merge, then plans its "
+    "founding no-quorum membership on that table ('no quorum; emergency stop on node2') "
+    "and places everything again in its own view ('service:db: starting on node1'); its "
+    "table stays 'starting' on node1 while the others show started on node2: the nodes "
+    "disagree for good (a quiet point never comes)")
+
 CASES = [
+    pytest.param(["kill-rgmanager:node3"], 20261126, id="kill-rgmanager-node3",
+                 marks=pytest.mark.xfail(reason=REBOOT_REPLAYS_ITS_FOUNDING, strict=False)),
     pytest.param(["reboot-isolated:node1"], 1, id="reboot-isolated-node1",
                  marks=pytest.mark.xfail(reason=REJOIN_FENCES_THE_CLUSTER, strict=False)),
     pytest.param(["reboot-isolated:node2"], 1, id="reboot-isolated-node2",
