@@ -25,6 +25,7 @@ from .ocf import (
     Params,
     run,
     standard_actions,
+    stop_then_start,
 )
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,6 @@ def stop(params: Params) -> int:
     return OCF_SUCCESS
 
 
-def recover(params: Params) -> int:
-    stop(params)
-    return start(params)
-
-
 def main() -> int:
-    return run(SPEC, {"start": start, "stop": stop, "status": status, "recover": recover,
-                      "validate-all": validate})
+    return run(SPEC, {"start": start, "stop": stop, "status": status,
+                      "recover": stop_then_start(stop, start), "validate-all": validate})

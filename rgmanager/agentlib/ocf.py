@@ -248,6 +248,14 @@ class Params:
 
 Handler = Callable[[Params], int]
 
+
+def stop_then_start(stop: Handler, start: Handler) -> Handler:
+    """The plain ``recover`` action: stop (whatever it says), then start."""
+    def recover(params: Params) -> int:
+        stop(params)
+        return start(params)
+    return recover
+
 _agent_handler: logging.Handler | None = None
 
 
