@@ -65,6 +65,8 @@ FAULT_KINDS: dict[str, int] = {
 }
 #: Detection (token 1000: ~3.5 s) + fencing (~1 s) + a start + margin.
 DEFAULT_ALLOWED = 20.0
+#: How long the cluster may take to settle after a fault (a recovery takes ~10 s).
+DEFAULT_SETTLE = 120.0
 
 
 @dataclass
@@ -135,8 +137,9 @@ class Chaos:
     """One chaos run over a started ``ChaosLab``."""
 
     def __init__(self, lab: ChaosLab, rng: random.Random, kinds: Sequence[str] | None = None,
-                 stop_early: bool = False) -> None:
+                 stop_early: bool = False, settle: float = 120.0) -> None:
         self.lab = lab
+        self.settle = settle  # seconds to wait for a quiet point, or a node to be back
         self.stop_early = stop_early  # end the run at the first unsettled quiet point
         self.rng = rng
         names = list(kinds or FAULT_KINDS)
@@ -168,10 +171,11 @@ class Chaos:
             self.lab.service_windows.append(Window(name, start, end, why))
 
     def quiet_point(self, label: str) -> None:
-        got = self.lab.quiet()
+        got = self.lab.quiet(timeout=self.settle)
         if got is None:
             views = {n: self.lab.table(self.lab.status(n)) for n in self.lab.names}
-            self.unsettled.append(f"after {label}: no quiet point in 120 s; tables {views}")
+            self.unsettled.append(
+                f"after {label}: no quiet point in {self.settle:.0f} s; tables {views}")
             self.lab.note(f"UNSETTLED after {label}")
             if len({json.dumps(tb, sort_keys=True) for tb in views.values()}) > 1:
                 self.points.append(QuietPoint(time.time(), views))
@@ -196,7 +200,7 @@ class Chaos:
                 self.lab.note(f"repair {node}: {did}")
         for node in hit:
             try:
-                back = self.lab.wait_member(node, timeout=90)
+                back = self.lab.wait_member(node, timeout=self.settle)
             except TimeoutError as err:
                 back = time.time()
                 self.unsettled.append(f"{node} not back: {err}")
@@ -420,7 +424,7 @@ def keep_logs(lab: ChaosLab, keep: Path) -> None:
 def run_chaos(faults: int, seed: int, nodes: int = 3, token: int = 1000,
               allowed: float = DEFAULT_ALLOWED, keep: Path | None = None,
               kinds: Sequence[str] | None = None, steps: Sequence[str] | None = None,
-              stop_early: bool = False) -> Report:
+              stop_early: bool = False, settle: float = DEFAULT_SETTLE) -> Report:
     """Build the lab, inject ``faults`` random faults (or the pinned ``steps``), judge,
     tear down, check that nothing is left behind."""
     rng = random.Random(seed)
@@ -429,7 +433,7 @@ def run_chaos(faults: int, seed: int, nodes: int = 3, token: int = 1000,
     lab = ChaosLab(nodes, token=token)
     try:
         lab.setup()
-        chaos = Chaos(lab, rng, kinds, stop_early)
+        chaos = Chaos(lab, rng, kinds, stop_early, settle)
         try:
             if steps:
                 chaos.run_steps(steps)

@@ -263,6 +263,6 @@ def test_short_chaos_run_has_no_double_active_lost_service_or_disagreement() -> 
     reason = probe()
     if reason:
         pytest.skip(reason)
-    report = run_chaos(CI_FAULTS, CI_SEED, stop_early=True)
+    report = run_chaos(CI_FAULTS, CI_SEED, stop_early=True, settle=60)
     assert report.leftovers == [], report.text()
     assert report.ok, report.text()

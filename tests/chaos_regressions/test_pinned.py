@@ -53,5 +53,5 @@ def test_pinned_sequence(steps: list[str], seed: int) -> None:
     reason = probe()
     if reason:
         pytest.skip(reason)
-    report = run_chaos(len(steps), seed, steps=steps, stop_early=True)
+    report = run_chaos(len(steps), seed, steps=steps, stop_early=True, settle=60)
     assert report.ok, report.text()
