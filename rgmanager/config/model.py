@@ -8,6 +8,7 @@ without defensive copies. Resource elements stay close to the XML here; the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,13 +25,22 @@ def frozen_map(d: Mapping[str, str] | None = None) -> Mapping[str, str]:
 
 #: Attribute names whose values never appear in logs, errors or output.
 SECRET_ATTRS = frozenset({"passwd", "password", "passwd_script", "snmp_priv_passwd"})
+#: Attribute-name fragments that mark a secret beyond :data:`SECRET_ATTRS`
+#: (fence agents' ``secret_key``, ``token``, ``api_key``, ...).
+_SECRET_NAME = re.compile(r"passw|secret|token|api_?key|private_?key", re.IGNORECASE)
+
+
+def is_secret(name: str) -> bool:
+    """Whether the value of attribute ``name`` must never be shown (the one
+    rule for cluster.conf attributes: resources and fence devices alike)."""
+    return name in SECRET_ATTRS or bool(_SECRET_NAME.search(name))
 
 
 def redact_value(name: str, value: str) -> str:
     """One attribute's value as it may be shown: masked whole for a secret
     attribute, and with secret options masked inside option strings
     (``options="username=bob,password=..."`` of a netfs or cifs mount)."""
-    if name in SECRET_ATTRS:
+    if is_secret(name):
         return MASK
     return redact_options(value) if "=" in value else value
 

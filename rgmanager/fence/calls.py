@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..config.model import SECRET_ATTRS, ClusterConfig, FenceMethod
+from ..agentlib.redact import MASK
+from ..config.model import ClusterConfig, FenceMethod, is_secret
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +42,8 @@ log = logging.getLogger(__name__)
 #: only the actions that take a node down race each other).
 DELAYED_ACTIONS = frozenset({"off", "reboot"})
 
-#: Attribute-name fragments that mark a secret beyond the model's
-#: :data:`SECRET_ATTRS` (cloud agents' ``secret_key``, ``token``, ...).
-_SECRET_NAME = re.compile(r"passw|secret|token|api_?key|private_?key", re.IGNORECASE)
-
-#: How a secret is shown.
-MASK = "********"
-
 #: Attributes that name things in cluster.conf and are not agent options.
 _NOT_ARGS = frozenset({"name", "agent"})
-
-
-def is_secret(key: str) -> bool:
-    """Whether the value of attribute *key* must never be shown."""
-    return key in SECRET_ATTRS or bool(_SECRET_NAME.search(key))
 
 
 def redacted(args: Mapping[str, str]) -> dict[str, str]:
