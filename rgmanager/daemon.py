@@ -36,7 +36,7 @@ from typing import Any
 
 from lxml import etree
 
-from . import codes
+from . import codes, sdnotify
 from .agents.discovery import RuleSet, default_agent_dirs, load_rules
 from .cluster import registry
 from .cluster.base import Cluster
@@ -129,20 +129,6 @@ def pick_node(config: ClusterConfig, wanted: str | None) -> str:
             return n.name
     raise StartupError(f"this host ({host}) is not a clusternode in {config.path}; "
                        "use --node NAME")
-
-
-def notify_systemd(state: str) -> None:
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            s.sendall(state.encode())
-    except OSError as err:
-        log.debug("sd_notify failed: %s", err)
 
 
 FileStamp = tuple[int, int, int, int]
@@ -427,14 +413,14 @@ class Daemon:
         log.info("rgmanager started on %s (cluster %s, config version %d, %d services)",
                  self.node, self.loaded.config.name, self.loaded.config.config_version,
                  len(self.manager.model.services))
-        notify_systemd("READY=1")
+        sdnotify.notify("READY=1")
         # The reloader's loop catches everything, so it lives as long as we do;
         # the main thread only waits for SIGTERM.
         self._reloader = threading.Thread(target=self._reloader_loop, name="rgmanager-reload",
                                           daemon=True)
         self._reloader.start()
         self.stopping.wait()
-        notify_systemd("STOPPING=1")
+        sdnotify.notify("STOPPING=1")
         # A reload being loaded is abandoned; one being applied finishes first.
         with self._apply_lock:
             log.info("shutting down: stopping services")

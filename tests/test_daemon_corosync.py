@@ -9,7 +9,9 @@ for it with one log line and no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -75,7 +77,7 @@ class LabDaemon:
         """This node's own copy of cluster.conf (each node reads its own)."""
         self.conf.write_text(lab_conf(body.replace("LSB", str(self.lsb)), self.lab.n, version))
 
-    def start(self) -> None:
+    def start(self, extra_env: dict[str, str] | None = None) -> None:
         with open(self.log, "wb") as out:
             self.proc = self.lab.popen(self.nodeid, [
                 PYTHON, "-m", "rgmanager.cli.daemon_main", "-c", str(self.conf),
@@ -84,7 +86,7 @@ class LabDaemon:
                 cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                      "HA_RSCTMP": str(self.state),
-                     "RGMANAGER_CACHE_DIR": str(self.dir / "cache")})
+                     "RGMANAGER_CACHE_DIR": str(self.dir / "cache"), **(extra_env or {})})
 
     def status(self) -> dict[str, Any]:
         """clustat --json against this node's daemon ({} if it does not answer)."""
@@ -140,15 +142,33 @@ def test_daemon_started_before_corosync_waits_with_one_line(
         lab: CorosyncLab) -> None:
     lab.kill_corosync(1)
     d = LabDaemon(lab)
-    d.start()
-    wait(lambda: "waiting for it" in d.text(), "the waiting log line", d)
-    assert not d.running()
-    lab.start_corosync(1)
-    wait(d.running, "service started once corosync is up", d)
-    text = d.text()
-    assert text.count("waiting for it") == 1, text
-    assert "Traceback" not in text
-    assert d.stop() == 0
+    # systemd's notification socket (a path: abstract sockets are per netns).
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_path = d.dir / "notify.sock"
+    notify.bind(str(notify_path))
+    notify.settimeout(0.2)
+    notes: list[str] = []
+
+    def heard(prefix: str) -> bool:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                notes.append(notify.recv(4096).decode())
+        return any(n.startswith(prefix) for n in notes)
+
+    try:
+        d.start({"NOTIFY_SOCKET": str(notify_path)})
+        wait(lambda: "waiting for it" in d.text(), "the waiting log line", d)
+        assert not d.running()
+        wait(lambda: heard("STATUS=waiting for corosync"), "sd_notify STATUS while waiting", d)
+        lab.start_corosync(1)
+        wait(d.running, "service started once corosync is up", d)
+        wait(lambda: heard("STATUS=connected to corosync"), "sd_notify STATUS connected", d)
+        text = d.text()
+        assert text.count("waiting for it") == 1, text
+        assert "Traceback" not in text
+        assert d.stop() == 0
+    finally:
+        notify.close()
 
 
 # ------------------------------------------------------------------ three nodes

@@ -61,6 +61,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from .. import sdnotify
 from . import _cpg as cpg
 from . import _votequorum as vq
 from .base import Cluster, ClusterLost, DeliverFn, Membership, MembershipChange, Message
@@ -310,6 +311,7 @@ class CorosyncCluster(Cluster):
                 return
             if not waiting_logged:
                 log.warning("corosync is not available (%s); waiting for it", problem)
+                sdnotify.notify(f"STATUS=waiting for corosync ({problem})")
                 waiting_logged = True
             else:
                 log.debug("corosync still not available (%s)", problem)
@@ -355,6 +357,7 @@ class CorosyncCluster(Cluster):
             return str(err)
         log.info("connected to corosync as node id %d; joined CPG group %s",
                  nodeid.value, self.group)
+        sdnotify.notify(f"STATUS=connected to corosync as node id {nodeid.value}")
         return None
 
     def _retry(self, call: Any, what: str) -> None:
