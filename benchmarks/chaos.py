@@ -472,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="only these fault kinds (default: all)")
     p.add_argument("--steps", help="a pinned fault sequence instead of random faults: "
                    "KIND[:TARGET],... (e.g. kill-node:node1,partition:node2)")
+    p.add_argument("--settle", type=float, default=DEFAULT_SETTLE,
+                   help="seconds the cluster may take to settle after a fault (default 120)")
     p.add_argument("--stop-early", action="store_true",
                    help="end the run at the first fault after which the cluster did not settle")
     p.add_argument("--keep", type=Path, help="copy the run's logs to this directory")
@@ -488,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"chaos: seed {seed}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     report = run_chaos(a.faults, seed, a.nodes, a.token, a.allowed, a.keep, a.kind,
-                       a.steps.split(",") if a.steps else None, a.stop_early)
+                       a.steps.split(",") if a.steps else None, a.stop_early,
+                       a.settle)
     print(report.text())
     if a.json:
         a.json.write_text(json.dumps(report.as_json(), indent=1))

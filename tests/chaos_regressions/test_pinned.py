@@ -1,8 +1,8 @@
 """Fault sequences a chaos run found a bug with, pinned as regression tests.
 
 Each case is the smallest sequence (``benchmarks.chaos --steps``) that showed
-the bug on a real three-node corosync cluster; a case whose bug is not fixed
-yet is an expected failure with the reason. ``python -m benchmarks.chaos
+the bug on a real three-node corosync cluster, with what it showed; a case
+whose bug is not fixed yet is an expected failure with that reason. ``python -m benchmarks.chaos
 --steps STEPS --seed SEED -v --keep DIR`` replays one by hand with its logs.
 """
 
@@ -15,8 +15,8 @@ from tests.cluster_lab import probe
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-#: Seen on a three-node cluster, token 1000, 2026-11-26 (main at 1bd4897 plus the
-#: replica work in progress that logs "founded the group without quorum").
+#: Seen on a three-node cluster, token 1000 (main at 1bd4897 plus the replica work in
+#: progress that logs "founded the group without quorum"); passes since 4dd9678.
 REJOIN_FENCES_THE_CLUSTER = (
     "a node that boots with its link down founds a one-node CPG group without quorum "
     "('founded the group without quorum; waiting for the service table'); when its "
@@ -29,7 +29,8 @@ REJOIN_FENCES_THE_CLUSTER = (
     "planned from its own empty table after the merge and started db, app and tree, "
     "which node2 was running, and the tables of node1 and node2 disagreed for good")
 
-#: Same family, plain reboot (link up): seen with the same code, seed 20261126.
+#: Same family, plain reboot (link up): seen with the same code, seed 20261126; passes
+#: since 4dd9678.
 REBOOT_REPLAYS_ITS_FOUNDING = (
     "node3's rgmanager SIGKILLed, node3 fenced and rebooted: its rgmanager founds the "
     "group without quorum, receives the table from node1 at the merge, then plans its "
@@ -39,19 +40,20 @@ REBOOT_REPLAYS_ITS_FOUNDING = (
     "disagree for good (a quiet point never comes)")
 
 CASES = [
-    pytest.param(["kill-rgmanager:node3"], 20261126, id="kill-rgmanager-node3",
-                 marks=pytest.mark.xfail(reason=REBOOT_REPLAYS_ITS_FOUNDING, strict=False)),
-    pytest.param(["reboot-isolated:node1"], 1, id="reboot-isolated-node1",
-                 marks=pytest.mark.xfail(reason=REJOIN_FENCES_THE_CLUSTER, strict=False)),
-    pytest.param(["reboot-isolated:node2"], 1, id="reboot-isolated-node2",
-                 marks=pytest.mark.xfail(reason=REJOIN_FENCES_THE_CLUSTER, strict=False)),
+    # (steps, seed, what it showed)
+    pytest.param(["kill-rgmanager:node3"], 20261126, REBOOT_REPLAYS_ITS_FOUNDING,
+                 id="kill-rgmanager-node3"),
+    pytest.param(["reboot-isolated:node1"], 1, REJOIN_FENCES_THE_CLUSTER,
+                 id="reboot-isolated-node1"),
+    pytest.param(["reboot-isolated:node2"], 1, REJOIN_FENCES_THE_CLUSTER,
+                 id="reboot-isolated-node2"),
 ]
 
 
-@pytest.mark.parametrize(("steps", "seed"), CASES)
-def test_pinned_sequence(steps: list[str], seed: int) -> None:
+@pytest.mark.parametrize(("steps", "seed", "showed"), CASES)
+def test_pinned_sequence(steps: list[str], seed: int, showed: str) -> None:
     reason = probe()
     if reason:
         pytest.skip(reason)
     report = run_chaos(len(steps), seed, steps=steps, stop_early=True, settle=60)
-    assert report.ok, report.text()
+    assert report.ok, f"{report.text()}\nonce showed: {showed}"
