@@ -199,11 +199,22 @@ class Chaos:
                 did = self.lab.repair(node)
                 self.lab.note(f"repair {node}: {did}")
         for node in hit:
-            try:
-                back = self.lab.wait_member(node, timeout=self.settle)
-            except TimeoutError as err:
-                back = time.time()
-                self.unsettled.append(f"{node} not back: {err}")
+            # A node brought back may still be fenced for the fault (its corosync
+            # left while it owned services): then it is rebooted again.
+            deadline = time.monotonic() + self.settle
+            back = None
+            while back is None:
+                if self.lab.needs_repair(node):
+                    if not self.lab.holder_up(node):
+                        self.delay(1.0, 5.0)
+                    self.lab.note(f"repair {node} again: {self.lab.repair(node)}")
+                left = deadline - time.monotonic()
+                try:
+                    back = self.lab.wait_member(node, timeout=max(1.0, min(10.0, left)))
+                except TimeoutError as err:
+                    if left <= 10.0:
+                        back = time.time()
+                        self.unsettled.append(f"{node} not back: {err}")
             self.lab.node_windows.append(Window(node, fault_t, back, "fault"))
 
     # ------------------------------------------------------------- faults
