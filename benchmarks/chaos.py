@@ -171,7 +171,17 @@ class Chaos:
             self.lab.service_windows.append(Window(name, start, end, why))
 
     def quiet_point(self, label: str) -> None:
-        got = self.lab.quiet(timeout=self.settle)
+        # A node fenced late for the last fault (after it was seen back) is
+        # rebooted while the harness waits for the quiet point.
+        deadline = time.monotonic() + self.settle
+        got = None
+        while got is None and time.monotonic() < deadline:
+            for node in self.lab.names:
+                if self.lab.needs_repair(node):
+                    if not self.lab.holder_up(node):
+                        self.delay(1.0, 5.0)
+                    self.lab.note(f"repair {node} (late): {self.lab.repair(node)}")
+            got = self.lab.quiet(timeout=max(1.0, min(15.0, deadline - time.monotonic())))
         if got is None:
             views = {n: self.lab.table(self.lab.status(n)) for n in self.lab.names}
             self.unsettled.append(
