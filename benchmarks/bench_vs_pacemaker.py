@@ -66,6 +66,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import bench_daemon
+
 log = logging.getLogger(__name__)
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -79,21 +81,9 @@ SYSTEMS = ("pacemaker", "ours-dummy", "ours-script")
 # Pacemaker waits dc-deadtime (20 s) before electing a DC on a fresh cluster.
 DC_TIMEOUT = 120.0
 
-LSB = """#!/bin/sh
-# trivial LSB script: one marker per resource; status logs when it was asked
-d={dir}
-n=${{0##*/}}
-case "$1" in
-start) : > "$d/$n.on"; exit 0 ;;
-stop) [ -e "$d/$n.on" ] && rm -f "$d/$n.on"; exit 0 ;;
-status)
-    read -r up _ < /proc/uptime
-    echo "$up" >> "$d/$n.log"
-    [ -e "$d/$n.on" ] && exit 0
-    exit 3 ;;
-esac
-exit 0
-"""
+# The same trivial LSB script bench_daemon runs: one marker per resource;
+# status logs when it was asked.
+LSB = bench_daemon.LSB
 
 
 # ================================================================ pure parts
