@@ -303,10 +303,18 @@ class ChaosLab:
                 for s in view.get("services", [])}
 
     def clusvcadm(self, node: str, *args: str, timeout: float = 60) -> tuple[int, str]:
-        r = subprocess.run([PYTHON, "-m", "rgmanager.cli.clusvcadm", *args], cwd=REPO,
-                           capture_output=True, text=True, timeout=timeout,
-                           env={**os.environ, "RGMANAGER_SOCKET": str(self.socket(node)),
-                                "PYTHONPATH": str(REPO)})
+        """An administrator's request. clusvcadm is told to give up a little
+        before the harness would, so an unanswered request is a result (its
+        exit code and message, in the journal), never a crash of the run."""
+        try:
+            r = subprocess.run([PYTHON, "-m", "rgmanager.cli.clusvcadm", "--timeout",
+                                str(max(1, int(timeout) - 10)), *args], cwd=REPO,
+                               capture_output=True, text=True, timeout=timeout,
+                               env={**os.environ, "RGMANAGER_SOCKET": str(self.socket(node)),
+                                    "PYTHONPATH": str(REPO)})
+        except subprocess.TimeoutExpired:
+            self.note(f"clusvcadm {' '.join(args)} on {node}: no answer within {timeout:.0f} s")
+            return -1, "timeout"
         out = (r.stdout + r.stderr).strip()
         self.note(f"clusvcadm {' '.join(args)} on {node}: rc={r.returncode} {out[:120]}")
         return r.returncode, out
