@@ -124,9 +124,22 @@ def test_comparison_gives_medians_and_ratio() -> None:
         next(line for line in lines if " dc " in line))
 
 
-def test_rgmanager_side_is_left_to_fill_in() -> None:
-    with pytest.raises(NotImplementedError):
-        measure_rgmanager(1, 500, "member")
+def test_rgmanager_side_comes_from_failover_rgmanager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark's rgmanager-py side is failover_rgmanager's, as Samples
+    (the lab itself needs root and corosync: not run here)."""
+    import benchmarks.failover_rgmanager as ours
+
+    calls: list[tuple[int, int, str]] = []
+
+    def fake(runs: int, token: int, owner_kind: str) -> list[dict[str, float | None]]:
+        calls.append((runs, token, owner_kind))
+        return [{"total": 1.2, "detected": 1.0, "fence_start": 1.05, "fence_end": 1.1,
+                 "started": 1.15}]
+
+    monkeypatch.setattr(ours, "measure_rgmanager", fake)
+    samples = measure_rgmanager(1, 500, "member")
+    assert calls == [(1, 500, "member")]
+    assert samples == [Sample(1.2, 1.0, 1.05, 1.1, 1.15)]
 
 
 # -------------------------------------------------------------- rendering
