@@ -144,13 +144,19 @@ class TableReplica:
             return
         self.apply(NodesChanged(self.last_time, mc.joined, mc.left))
 
-    def send_table(self, to: Sequence[str], holders: Sequence[str]) -> None:
+    def send_table(self, to: Sequence[str], holders: Sequence[str], *,
+                   passed_on: bool = False) -> None:
         """If this node is the coordinator among ``holders`` (members that hold
-        the table), broadcast it for ``to``, ordered at this point."""
+        the table), broadcast it for ``to``, ordered at this point.
+        ``passed_on``: the table as it stood right after a claim ``to`` saw
+        go by (see :meth:`_snapshot`)."""
         if self.synced and holders and min(holders, key=self.order_key) == self.node:
-            self.cluster.broadcast({"kind": SNAPSHOT, "for": list(to),
-                                    "table": self.table.to_json(), "time": self.last_time,
-                                    "config_version": self.config_version()})
+            payload: dict[str, object] = {
+                "kind": SNAPSHOT, "for": list(to), "table": self.table.to_json(),
+                "time": self.last_time, "config_version": self.config_version()}
+            if passed_on:
+                payload["passed_on"] = True
+            self.cluster.broadcast(payload)
 
     def restart_buffer(self) -> None:
         """Forget what was buffered: a table from a later point will cover it."""
@@ -252,9 +258,13 @@ class TableReplica:
         sender shares and are dropped. A claim is delivered at one point of
         the ordered stream to waiting members that began waiting at different
         points (a cold start): the latest change before it is the same for
-        every one of them, so their replay starts there.
+        every one of them, so their replay starts there. A table passed on
+        after a claim stands for everything up to that claim, where the
+        receiver's buffer was emptied, so all of it is replayed.
         """
         changes = [i for i, d in enumerate(buffered) if isinstance(d, MembershipChange)]
+        if msg.payload.get("passed_on"):
+            return buffered  # kept only since the claim this table stands for
         if msg.payload.get("claim"):
             start = changes[-1] if changes else 0
         else:
@@ -264,7 +274,14 @@ class TableReplica:
         return buffered[start:]
 
     def _snapshot(self, msg: Message) -> None:
-        if self.synced or self.node not in msg.payload.get("for", ()):
+        if self.synced:
+            return
+        if self.node not in msg.payload.get("for", ()):
+            if msg.payload.get("claim") and self.node in self.membership.members:
+                # A claim sent before we joined its group: its lowest taker
+                # sends the table on to us right after taking it, with the state
+                # of this very point, so what we buffered so far is covered.
+                self.buffer = []
             return
         self.table = Table.from_json(msg.payload["table"])
         self.last_time = max(self.last_time, float(msg.payload.get("time", 0.0)))
@@ -283,5 +300,13 @@ class TableReplica:
                 self.apply(NodesChanged(self.last_time, d.joined, d.left))
             else:
                 self.replay(d)
-        if not buffered:
+        if not buffered and not msg.payload.get("passed_on"):
             self.apply(NodesChanged(self.last_time))
+        if msg.payload.get("claim"):
+            # Members the claim left out (they joined while it was on its way)
+            # wait for a table nobody would send them: pass it on, from here.
+            taken = set(msg.payload.get("for", ()))
+            members = self.membership.members
+            left_out = [m for m in members if m not in taken]
+            if left_out:
+                self.send_table(left_out, [m for m in members if m in taken], passed_on=True)
