@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import cast
 
 from .cluster.base import Cluster, Delivery, Membership, MembershipChange, Message
@@ -154,8 +153,7 @@ class TableReplica:
         if self.synced and holders and min(holders, key=self.order_key) == self.node:
             payload: dict[str, object] = {
                 "kind": SNAPSHOT, "for": list(to), "table": self.table.to_json(),
-                "time": self.last_time, "config_version": self.config_version(),
-                "quorate": self.membership.quorate}
+                "time": self.last_time, "config_version": self.config_version()}
             if passed_on:
                 payload["passed_on"] = True
             self.cluster.broadcast(payload)
@@ -296,22 +294,9 @@ class TableReplica:
         buffered = self._shared_history(buffered, msg)
         log.info("received the service table from %s (%d services)", msg.sender,
                  len(self.table.services))
-        sender_quorate = msg.payload.get("quorate")
-        previous: Membership | None = None
         for d in buffered:
             if isinstance(d, MembershipChange):
-                m = d.membership
-                if previous is None and isinstance(sender_quorate, bool):
-                    # The change the sender answered, as the sender planned it:
-                    # votequorum's word can reach a rebooted node after the
-                    # ring's, so our own flag for it may still say "no quorum"
-                    # (replayed, that emergency-stops everything in our copy only).
-                    m = replace(m, quorate=sender_quorate)
-                elif previous is not None and not d.joined and not d.left and \
-                        m.members == previous.members and m.quorate == previous.quorate:
-                    continue  # our own late quorum news: nothing the sender saw change
-                previous = m
-                self.membership = m
+                self.membership = d.membership
                 self.apply(NodesChanged(self.last_time, d.joined, d.left))
             else:
                 self.replay(d)
