@@ -180,6 +180,16 @@ def measure(case: Case, repeats: int, batch: int) -> Result:
 
 
 @contextmanager
+def _torn_down(c: Case) -> Iterator[Case]:
+    """Run the case's teardown actions however the measurement ends."""
+    try:
+        yield c
+    finally:
+        for r in c.teardown:
+            run_action(r)
+
+
+@contextmanager
 def loop_fs(tmp: Path, fstype: str = "ext4") -> Iterator[tuple[str, Path]]:
     if os.geteuid() != 0:
         raise Skip("needs root (loop device, mount)")
@@ -266,11 +276,8 @@ def case_ip(tmp: Path, depth: int) -> Iterator[Case]:
     sh("ip", "link", "set", "v1", "up")
     sh("ip", "addr", "add", "10.200.0.1/24", "dev", "v0")
     c = _ours("ip", {"address": "10.200.0.10/24", "monitor_link": "1", "sleeptime": "0"}, depth)
-    try:
+    with _torn_down(c):
         yield c
-    finally:
-        for r in c.teardown:
-            run_action(r)
 
 
 @contextmanager
@@ -278,11 +285,8 @@ def case_nfsserver(tmp: Path, depth: int) -> Iterator[Case]:
     if "nfsd" not in Path("/proc/filesystems").read_text().split():
         raise Skip("this kernel has no NFS server (no nfsd file system in /proc/filesystems)")
     c = _ours("nfsserver", {"name": "bench", "path": str(tmp)})
-    try:
+    with _torn_down(c):
         yield c
-    finally:
-        for r in c.teardown:
-            run_action(r)
 
 
 @contextmanager
