@@ -197,10 +197,9 @@ class TableReplica:
         members = self.membership.members
         if not (self.membership.quorate and members and set(members) <= self.no_table_from):
             return
-        # Only when every node corosync sees is in the group: votequorum may
-        # say "quorate" before the group's merge reaches us (a rebooted node
-        # whose corosync has just rejoined), and a member of the other side
-        # may hold the table. Then the timed claim (or that table) decides.
+        # Only when every node of corosync's ring is in the group: a node whose
+        # rgmanager has not joined yet (started a moment later) may be about
+        # to bring the table. Then the timed claim (or that table) decides.
         if not set(self.cluster.online_nodes()) <= set(members):
             return
         log.info("no member holds the service table; the lowest node offers its own")

@@ -350,7 +350,7 @@ def test_corosync_killed_under_backend_cluster_lost_then_rejoin(cluster: Cluster
     assert first["joined"] == ["node2"]
     err = fresh.stderr()
     assert "Traceback" not in err
-    assert err.count("corosync is not available (cpg_initialize: CS_ERR_LIBRARY); "
+    assert err.count("corosync is not available (cpg_model_initialize: CS_ERR_LIBRARY); "
                      "waiting for it") == 1, err
     assert fresh.proc.stdin is not None
     fresh.proc.stdin.close()  # EOF: the agent calls stop()

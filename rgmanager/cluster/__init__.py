@@ -1,8 +1,8 @@
 """Membership, quorum and a totally ordered broadcast channel behind one interface.
 
 Backends (built by name from the configuration, see ``registry``): ``local``
-(one node, always quorate; the default), ``corosync`` (libcpg and
-libvotequorum), and ``sim`` (many nodes in one process, for tests only).
+(one node, always quorate; the default), ``corosync`` (libcpg; quorum
+computed from the agreed ring), and ``sim`` (many nodes in one process, for tests only).
 The contract they keep is written down in ``base``.
 """
 

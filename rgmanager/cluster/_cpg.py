@@ -2,8 +2,20 @@
 
 Only what the corosync backend uses. Layouts follow the public header:
 ``struct cpg_name { uint32_t length; char value[128]; }``,
-``struct cpg_address { uint32_t nodeid, pid, reason; }``, callbacks struct =
-deliver + confchg function pointers. Every call returns a ``cs_error_t``.
+``struct cpg_address { uint32_t nodeid, pid, reason; }``,
+``struct cpg_ring_id { uint32_t nodeid; uint64_t seq; }`` (passed *by value*
+to the totem confchg callback), and ``cpg_model_v1_data_t`` = model, deliver,
+confchg and totem confchg function pointers, flags. Every call returns a
+``cs_error_t``.
+
+We initialise with ``cpg_model_initialize(CPG_MODEL_V1)`` rather than
+``cpg_initialize`` for one reason: the totem confchg callback. corosync's CPG
+service sends it from ``cpg_sync_activate``, right after the group confchgs
+of the same ring change and before any message of the new ring, so the ring
+membership it carries sits at one agreed point of the delivery stream on
+every node (votequorum's notifications do not: they travel on another IPC
+channel). ``CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF`` makes CPG send the
+current ring right after our own join.
 """
 
 from __future__ import annotations
@@ -54,6 +66,10 @@ CPG_TYPE_AGREED = 2
 CPG_MAX_NAME_LENGTH = 128
 CPG_MEMBERS_MAX = 128
 CPG_REASONS = {1: "join", 2: "leave", 3: "nodedown", 4: "nodeup", 5: "procdown"}
+CPG_REASON_NODEDOWN = 3
+CPG_REASON_NODEUP = 4
+CPG_MODEL_V1 = 1
+CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF = 0x01
 
 cpg_handle_t = c_uint64
 
@@ -78,8 +94,17 @@ ConfchgFn = CFUNCTYPE(None, cpg_handle_t, POINTER(CpgName),
                       POINTER(CpgAddress), c_size_t)
 
 
-class CpgCallbacks(Structure):
-    _fields_ = [("cpg_deliver_fn", DeliverFn), ("cpg_confchg_fn", ConfchgFn)]
+class CpgRingId(Structure):
+    _fields_ = [("nodeid", c_uint32), ("seq", c_uint64)]
+
+
+TotemConfchgFn = CFUNCTYPE(None, cpg_handle_t, CpgRingId, c_uint32, POINTER(c_uint32))
+
+
+class CpgModelV1Data(Structure):
+    _fields_ = [("model", c_int), ("cpg_deliver_fn", DeliverFn),
+                ("cpg_confchg_fn", ConfchgFn), ("cpg_totem_confchg_fn", TotemConfchgFn),
+                ("flags", c_uint)]
 
 
 def cpg_name(group: str) -> CpgName:
@@ -96,7 +121,7 @@ def load_cpg() -> ctypes.CDLL:
     """libcpg with argument/result types set; OSError if it is not installed."""
     lib = _load("cpg", "libcpg.so.4")
     h = cpg_handle_t
-    lib.cpg_initialize.argtypes = [POINTER(h), POINTER(CpgCallbacks)]
+    lib.cpg_model_initialize.argtypes = [POINTER(h), c_int, POINTER(CpgModelV1Data), c_void_p]
     lib.cpg_fd_get.argtypes = [h, POINTER(c_int)]
     lib.cpg_dispatch.argtypes = [h, c_int]
     lib.cpg_join.argtypes = [h, POINTER(CpgName)]
@@ -105,7 +130,7 @@ def load_cpg() -> ctypes.CDLL:
     lib.cpg_membership_get.argtypes = [h, POINTER(CpgName), POINTER(CpgAddress), POINTER(c_int)]
     lib.cpg_local_get.argtypes = [h, POINTER(c_uint)]
     lib.cpg_finalize.argtypes = [h]
-    for fn in ("cpg_initialize", "cpg_fd_get", "cpg_dispatch", "cpg_join", "cpg_leave",
+    for fn in ("cpg_model_initialize", "cpg_fd_get", "cpg_dispatch", "cpg_join", "cpg_leave",
                "cpg_mcast_joined", "cpg_membership_get", "cpg_local_get", "cpg_finalize"):
         getattr(lib, fn).restype = c_int
     return lib

@@ -1,36 +1,57 @@
-"""The corosync backend: CPG for membership and totally ordered messages,
-votequorum for quorum, through libcpg/libvotequorum (ctypes).
+"""The corosync backend: CPG for membership, the ring and totally ordered
+messages, through libcpg (ctypes); quorum computed from the ring.
 
-One thread per backend ("corosync-delivery") owns both library handles and
-runs an event loop on ``select`` over the CPG fd, the votequorum fd and a
-self-pipe (broadcasts queued by other threads, stop). It calls ``deliver`` for
-every delivery, one at a time, in this order:
+One thread per backend ("corosync-delivery") owns the library handle and
+runs an event loop on ``select`` over the CPG fd and a self-pipe (broadcasts
+queued by other threads, stop). It calls ``deliver`` for every delivery, one
+at a time, in this order:
 
-- *CPG confchg* -> ``MembershipChange``. Members are node names (the
+- *CPG group confchg* -> ``MembershipChange``. Members are node names (the
   ``nodeid -> name`` mapping given to the constructor, from cluster.conf),
   unique, ordered by node id. ``joined``/``left`` are CPG's joined/left lists
   mapped to names (a name still present through another process of the same
   node is neither); a newcomer's first change lists only itself as joined,
-  as CPG does. The ``quorate`` flag of every confchg is read synchronously
-  from votequorum (``votequorum_getinfo``) when the confchg is processed, so
-  it is never older than the membership it comes with (corosync activates
-  votequorum's sync before CPG's, so a confchg is never delivered before the
-  quorum that results from it).
-- *votequorum notification* whose quorate flag differs from the last one
+  as CPG does.
+- *CPG totem confchg* (the ring: every node whose corosync is up) updates
+  ``online_nodes()``; if the quorum it gives differs from the last one
   delivered -> a ``MembershipChange`` with the *same* members, no
-  joined/left, and the new flag, at the point where the notification is
-  dispatched by this loop. Notifications that do not flip the flag only
-  update ``online_nodes()``. votequorum and CPG are two IPC channels: the
-  position of such a quorum-only change relative to messages is local to
-  each node (it is not part of CPG's total order); every node does see it.
+  joined/left, and the new flag.
 - *CPG message* -> ``Message`` (JSON payloads; payloads larger than
   ``fragment_size`` are sent as several CPG messages and reassembled per
   sending process, in order, before delivery).
-- *corosync gone* (``cpg_dispatch``/``votequorum_dispatch``/``mcast``
-  returns ``CS_ERR_LIBRARY``) -> ``ClusterLost``; ``membership()`` becomes
-  empty and inquorate, queued broadcasts are dropped, and the loop waits for
-  corosync again (one log line) and rejoins as a fresh member: its first
-  ``MembershipChange`` lists this node as joined.
+- *corosync gone* (``cpg_dispatch``/``mcast`` returns ``CS_ERR_LIBRARY``) ->
+  ``ClusterLost``; ``membership()`` becomes empty and inquorate, queued
+  broadcasts are dropped, and the loop waits for corosync again (one log
+  line) and rejoins as a fresh member: its first ``MembershipChange`` lists
+  this node as joined.
+
+**Quorum is an agreed event.** Every node's planner decides from its own
+copy of the table, so every input that changes a decision must sit at the
+same point of every node's delivery stream. votequorum's notifications do
+not: they come on their own IPC channel, and a rebooted node can hear "quorate"
+after the merge it belongs to was already delivered, replay that merge as
+inquorate and plan differently from everyone else (the double start that the
+200-fault chaos run found). So the quorate flag is computed here, with
+votequorum's arithmetic (:mod:`.quorum`), from two things that are agreed:
+
+- the ring, from CPG's totem confchg, which corosync sends from
+  ``cpg_sync_activate`` right after the group confchgs of the same ring
+  change and before any message of the new ring;
+- the votes, ``expected_votes`` and ``two_node`` of cluster.conf (the
+  generated corosync.conf carries the same numbers).
+
+A group confchg that comes from a ring change (a left or joined process
+with reason ``nodedown``/``nodeup``) and our own join are held until the
+totem confchg that follows them, so they are delivered with the quorum of
+the new ring, never of the old one. Expected votes are never taken below
+the sum of every configured node's votes (votequorum takes them to the
+highest total it has *seen*, which differs from node to node); with
+``two_node``, a node is inquorate alone until its ring has held both nodes
+once (votequorum's ``wait_for_all``, which ``two_node`` turns on), or until
+votequorum, read once at connection time, says corosync is past it.
+
+votequorum is read once per connection, for that and to warn when its
+threshold differs from ours (a hand-written corosync.conf with other votes).
 
 ``Membership.epoch`` counts the changes delivered by this backend object
 (local to the node: corosync has no cluster-wide counter we could use).
@@ -42,7 +63,7 @@ in the caller (a non-JSON payload fails there), queues, and wakes the loop, whic
 meanwhile). It may be called from inside ``deliver``.
 
 If corosync is not running at ``start()``, the loop logs one line and
-retries ``cpg_initialize`` with backoff (0.1 s doubling to 1 s) until it
+retries ``cpg_model_initialize`` with backoff (0.1 s doubling to 1 s) until it
 succeeds or ``stop()`` is called.
 """
 
@@ -64,6 +85,7 @@ from typing import Any
 from .. import sdnotify
 from . import _cpg as cpg
 from . import _votequorum as vq
+from . import quorum
 from .base import Cluster, ClusterLost, DeliverFn, Membership, MembershipChange, Message
 
 log = logging.getLogger(__name__)
@@ -166,7 +188,12 @@ class _Stopped(Exception):
 
 class CorosyncCluster(Cluster):
     def __init__(self, local_node: str, nodes: Mapping[int, str],
-                 group: str = "rgmanager", *, fragment_size: int = FRAGMENT_SIZE) -> None:
+                 group: str = "rgmanager", *, fragment_size: int = FRAGMENT_SIZE,
+                 votes: Mapping[str, int] | None = None, expected_votes: int = 0,
+                 two_node: bool = False) -> None:
+        """``nodes`` maps corosync node ids to cluster.conf names; ``votes``
+        (default 1 per node), ``expected_votes`` (0: the sum of the votes) and
+        ``two_node`` are cluster.conf's, for the quorum computed here."""
         super().__init__(local_node)
         self._wire = Wire(fragment_size)
         self.nodes = {int(k): v for k, v in nodes.items()}
@@ -174,6 +201,10 @@ class CorosyncCluster(Cluster):
             raise ValueError(f"{local_node!r} is not in the node map {self.nodes!r}")
         self.group = group
         self._group_name = cpg.cpg_name(group)
+        self._votes = {name: 1 for name in self.nodes.values()}
+        self._votes.update(votes or {})
+        self._expected = quorum.effective_expected(expected_votes, sum(self._votes.values()))
+        self._two_node = two_node
         self._lock = threading.Lock()
         self._membership = Membership((), False, 0)
         self._online: tuple[str, ...] = ()
@@ -187,17 +218,20 @@ class CorosyncCluster(Cluster):
         self._cpg_lib: ctypes.CDLL | None = None
         self._vq_lib: ctypes.CDLL | None = None
         self._cpg_handle: int | None = None
-        self._vq_handle: int | None = None
         self._events: list[tuple[Any, ...]] = []  # filled by the C callbacks
         self._joined = False  # our own first confchg was processed
         self._local_nodeid = 0
-        self._quorate = False  # last known (delivered) quorate flag
         self._members_raw: set[tuple[int, int]] = set()
-        # The C callbacks and structs must live as long as the handles.
-        self._cpg_callbacks = cpg.CpgCallbacks(cpg.DeliverFn(self._on_deliver),
-                                               cpg.ConfchgFn(self._on_confchg))
-        self._vq_callbacks = vq.VotequorumCallbacks(vq.QuorumNotifyFn(self._on_quorum),
-                                                    None, None)
+        self._ring: frozenset[int] = frozenset()  # node ids of the last totem confchg
+        # Group confchgs waiting for the ring change they belong to.
+        self._held: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
+        self._group: tuple[str, ...] = ()  # members as of the last group confchg
+        self._both_seen = False  # two_node: the ring held both nodes (wait_for_all)
+        # The C callbacks and structs must live as long as the handle.
+        self._cpg_model = cpg.CpgModelV1Data(
+            cpg.CPG_MODEL_V1, cpg.DeliverFn(self._on_deliver), cpg.ConfchgFn(self._on_confchg),
+            cpg.TotemConfchgFn(self._on_totem_confchg),
+            cpg.CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF)
         self.connected = threading.Event()  # set while joined (for tests/tools)
 
     # ------------------------------------------------------------ interface
@@ -224,8 +258,8 @@ class CorosyncCluster(Cluster):
             return self._membership
 
     def online_nodes(self) -> tuple[str, ...]:
-        """Nodes corosync sees as members (votequorum's node list), by node id;
-        ``membership().members`` are those whose rgmanager joined our group."""
+        """Nodes in corosync's ring (the last totem confchg delivered), by node
+        id; ``membership().members`` are those whose rgmanager joined our group."""
         with self._lock:
             return self._online
 
@@ -319,20 +353,14 @@ class CorosyncCluster(Cluster):
             delay = min(delay * 2, _CONNECT_MAX)
 
     def _try_connect(self) -> str | None:
-        lib, vlib = self._cpg_lib, self._vq_lib
-        assert lib is not None and vlib is not None
+        lib = self._cpg_lib
+        assert lib is not None
         handle = ctypes.c_uint64()
-        rc = lib.cpg_initialize(ctypes.byref(handle), ctypes.byref(self._cpg_callbacks))
+        rc = lib.cpg_model_initialize(ctypes.byref(handle), cpg.CPG_MODEL_V1,
+                                      ctypes.byref(self._cpg_model), None)
         if rc != cpg.CS_OK:
-            return f"cpg_initialize: {cpg.cs_error(rc)}"
+            return f"cpg_model_initialize: {cpg.cs_error(rc)}"
         self._cpg_handle = handle.value
-        vhandle = ctypes.c_uint64()
-        rc = vlib.votequorum_initialize(ctypes.byref(vhandle), ctypes.byref(self._vq_callbacks))
-        if rc != cpg.CS_OK:
-            self._disconnect()
-            return f"votequorum_initialize: {cpg.cs_error(rc)} (is the quorum provider " \
-                   "corosync_votequorum configured?)"
-        self._vq_handle = vhandle.value
         nodeid = ctypes.c_uint()
         rc = lib.cpg_local_get(self._cpg_handle, ctypes.byref(nodeid))
         if rc != cpg.CS_OK:
@@ -344,12 +372,8 @@ class CorosyncCluster(Cluster):
             log.error("corosync says this is node id %d (%s) but we run as %s; the node ids "
                       "of cluster.conf and corosync.conf must match",
                       nodeid.value, name or "not in cluster.conf", self.local_node)
+        self._read_votequorum()
         try:
-            self._quorate = self._getinfo_quorate()
-            rc = vlib.votequorum_trackstart(self._vq_handle, 0,
-                                            cpg.CS_TRACK_CURRENT | cpg.CS_TRACK_CHANGES)
-            if rc != cpg.CS_OK:
-                raise _Lost(f"votequorum_trackstart: {cpg.cs_error(rc)}")
             self._retry(lambda: lib.cpg_join(self._cpg_handle, ctypes.byref(self._group_name)),
                         "cpg_join")
         except _Lost as err:
@@ -359,6 +383,35 @@ class CorosyncCluster(Cluster):
                  nodeid.value, self.group)
         sdnotify.notify(f"STATUS=connected to corosync as node id {nodeid.value}")
         return None
+
+    def _read_votequorum(self) -> None:
+        """One look at votequorum: is corosync past two_node's wait_for_all,
+        and does it count votes as we do? Only a warning if it is not there."""
+        vlib = self._vq_lib
+        assert vlib is not None
+        vhandle = ctypes.c_uint64()
+        rc = vlib.votequorum_initialize(ctypes.byref(vhandle), None)
+        if rc != cpg.CS_OK:
+            log.warning("votequorum_initialize: %s; quorum is computed from the ring and "
+                        "cluster.conf's votes alone", cpg.cs_error(rc))
+            return
+        try:
+            info = vq.VotequorumInfo()
+            rc = vlib.votequorum_getinfo(vhandle.value, self._local_nodeid, ctypes.byref(info))
+            if rc != cpg.CS_OK:
+                log.warning("votequorum_getinfo: %s", cpg.cs_error(rc))
+                return
+            if self._two_node and info.flags & vq.VOTEQUORUM_INFO_QUORATE:
+                self._both_seen = True
+            ours = quorum.quorum_threshold(self._expected, self._two_node)
+            if info.quorum != ours:
+                log.warning("votequorum needs %d votes for quorum but cluster.conf gives %d "
+                            "(expected votes %d, two_node %s); rgmanager places services "
+                            "by cluster.conf's count: make corosync.conf's votes match "
+                            "(rgmanager --write-corosync-conf)", info.quorum, ours,
+                            self._expected, self._two_node)
+        finally:
+            vlib.votequorum_finalize(vhandle.value)
 
     def _retry(self, call: Any, what: str) -> None:
         delay = _RETRY_FIRST
@@ -374,10 +427,10 @@ class CorosyncCluster(Cluster):
     def _disconnect(self) -> None:
         if self._cpg_handle is not None and self._cpg_lib is not None:
             self._cpg_lib.cpg_finalize(self._cpg_handle)
-        if self._vq_handle is not None and self._vq_lib is not None:
-            self._vq_lib.votequorum_finalize(self._vq_handle)
-        self._cpg_handle = self._vq_handle = None
+        self._cpg_handle = None
         self._joined = False
+        self._held = []
+        self._group = ()
         self._events.clear()
         self._wire.clear()
         self._members_raw.clear()
@@ -390,35 +443,27 @@ class CorosyncCluster(Cluster):
             self._sent_frags = 0
             self._membership = Membership((), False, self._membership.epoch)
             self._online = ()
-        self._quorate = False
+        self._ring = frozenset()
         if dropped:
             log.warning("dropped %d queued broadcast(s) with the lost connection", dropped)
         self._call(ClusterLost(reason))
 
     def _session(self) -> None:
-        lib, vlib = self._cpg_lib, self._vq_lib
-        assert lib is not None and vlib is not None
-        cfd, vfd = ctypes.c_int(), ctypes.c_int()
+        lib = self._cpg_lib
+        assert lib is not None
+        cfd = ctypes.c_int()
         rc = lib.cpg_fd_get(self._cpg_handle, ctypes.byref(cfd))
         if rc != cpg.CS_OK:
             raise _Lost(f"cpg_fd_get: {cpg.cs_error(rc)}")
-        rc = vlib.votequorum_fd_get(self._vq_handle, ctypes.byref(vfd))
-        if rc != cpg.CS_OK:
-            raise _Lost(f"votequorum_fd_get: {cpg.cs_error(rc)}")
         retry_at: float | None = None  # next mcast attempt after CS_ERR_TRY_AGAIN
         delay = _RETRY_FIRST
         while not self._stopping.is_set():
             timeout = None if retry_at is None else max(0.0, retry_at - _now())
-            r, _, _ = select.select([self._wake_r, cfd.value, vfd.value], [], [], timeout)
+            r, _, _ = select.select([self._wake_r, cfd.value], [], [], timeout)
             if self._wake_r in r:
                 self._drain_wake()
             if self._stopping.is_set():
                 return
-            # votequorum first: if both are ready, the quorum news is older.
-            if vfd.value in r:
-                rc = vlib.votequorum_dispatch(self._vq_handle, cpg.CS_DISPATCH_ALL)
-                if rc != cpg.CS_OK:
-                    raise _Lost(f"votequorum_dispatch: {cpg.cs_error(rc)}")
             if cfd.value in r:
                 rc = lib.cpg_dispatch(self._cpg_handle, cpg.CS_DISPATCH_ALL)
                 if rc != cpg.CS_OK:
@@ -487,14 +532,12 @@ class CorosyncCluster(Cluster):
         except Exception:
             log.exception("CPG confchg callback failed")
 
-    def _on_quorum(self, handle: int, context: int, quorate: int, n_nodes: int,
-                   nodes: Any) -> None:
+    def _on_totem_confchg(self, handle: int, ring_id: Any, n_members: int,
+                          members: Any) -> None:
         try:
-            ids = sorted(nodes[i].nodeid for i in range(n_nodes)
-                         if nodes[i].state == vq.VOTEQUORUM_NODESTATE_MEMBER)
-            self._events.append(("quorum", bool(quorate), ids))
+            self._events.append(("ring", [members[i] for i in range(n_members)]))
         except Exception:
-            log.exception("votequorum notification callback failed")
+            log.exception("CPG totem confchg callback failed")
 
     # ---------------------------------------------------------- translation
 
@@ -510,31 +553,31 @@ class CorosyncCluster(Cluster):
     def _process_events(self) -> None:
         while self._events and not self._stopping.is_set():
             ev = self._events.pop(0)
+            if ev[0] == "ring":
+                self._ring_change(ev[1])
+                continue
             if ev[0] == "msg":
+                self._release_held("a message came first")
                 self._message(ev[1], ev[2], ev[3])
-            elif ev[0] == "confchg":
-                self._confchg(ev[1], ev[2], ev[3])
             else:
-                self._quorum(ev[1], ev[2])
+                self._confchg(ev[1], ev[2], ev[3])
 
-    def _getinfo_quorate(self) -> bool:
-        assert self._vq_lib is not None
-        info = vq.VotequorumInfo()
-        rc = self._vq_lib.votequorum_getinfo(self._vq_handle, self._local_nodeid,
-                                             ctypes.byref(info))
-        if rc == cpg.CS_ERR_LIBRARY:
-            raise _Lost(f"votequorum_getinfo: {cpg.cs_error(rc)}")
-        if rc != cpg.CS_OK:
-            log.warning("votequorum_getinfo: %s; keeping quorate=%s", cpg.cs_error(rc),
-                        self._quorate)
-            return self._quorate
-        return bool(info.flags & vq.VOTEQUORUM_INFO_QUORATE)
+    def _quorate(self) -> bool:
+        """votequorum's rule over the agreed ring and cluster.conf's votes."""
+        if self._two_node and not self._both_seen:
+            return False  # wait_for_all: not quorate alone before both met once
+        votes = sum(self._votes.get(self._name(n), 0) for n in self._ring)
+        return quorum.quorate(votes, self._expected, self._two_node)
 
     def _confchg(self, members: list[tuple[int, int, int]], left: list[tuple[int, int, int]],
                  joined: list[tuple[int, int, int]]) -> None:
         # CPG's first confchg on a handle is always its own join.
         first = not self._joined
-        previous = self._membership.members
+        ring_change = any(reason in (cpg.CPG_REASON_NODEDOWN, cpg.CPG_REASON_NODEUP)
+                          for _, _, reason in left + joined)
+        if not (first or ring_change):
+            self._release_held("a process join or leave came first")
+        previous = self._group
         self._members_raw = {(n, p) for n, p, _ in members}
         for n, p, _ in left:
             self._wire.forget(n, p)
@@ -548,31 +591,58 @@ class CorosyncCluster(Cluster):
                                  if self._name(n) not in previous)
             left_names = tuple(self._name(n) for n in sorted({n for n, _, _ in left})
                                if n not in now_ids)
-        self._quorate = self._getinfo_quorate()
-        if not first and names == previous and self._quorate == self._membership.quorate:
-            return  # another process of a member node came or went
         for n, _pid, reason in left:
             if n not in now_ids:
                 log.info("CPG: %s left (%s)", self._name(n), cpg.CPG_REASONS.get(reason, reason))
         self._joined = True
         self.connected.set()
-        self._change(names, joined_names, left_names)
-
-    def _quorum(self, quorate: bool, ids: list[int]) -> None:
-        with self._lock:
-            self._online = self._names(set(ids))
-        if not self._joined or quorate == self._quorate:
-            if not self._joined:
-                self._quorate = quorate
+        if first or ring_change:
+            # Our join is followed by the initial totem confchg, a ring change's
+            # group confchg by the ring's: deliver it with the quorum of that ring.
+            # Until then the ring moves by what this confchg says (agreed too).
+            self._ring = (self._ring | {n for n, _, r in joined if r == cpg.CPG_REASON_NODEUP}
+                          | ({self._local_nodeid} if first else set())) \
+                - {n for n, _, r in left if r == cpg.CPG_REASON_NODEDOWN}
+            self._group = names
+            if first or names != previous:
+                self._held.append((names, joined_names, left_names))
             return
-        self._quorate = quorate
-        log.info("votequorum: %s", "quorate" if quorate else "NOT quorate")
-        self._change(self._membership.members, (), ())
+        if names == previous:
+            return  # another process of a member node came or went
+        self._group = names
+        self._change(names, joined_names, left_names, self._quorate())
+
+    def _ring_change(self, nodeids: list[int]) -> None:
+        ring = frozenset(int(n) for n in nodeids)
+        self._ring = ring
+        if self._two_node and {n for n in self.nodes} <= ring:
+            self._both_seen = True
+        with self._lock:
+            self._online = self._names(set(ring))
+        quorate = self._quorate()
+        held, self._held = self._held, []
+        for names, joined, left in held:
+            self._change(names, joined, left, quorate)
+        if not held and self._joined and quorate != self._membership.quorate:
+            log.info("quorum %s (ring: %s)", "regained" if quorate else "LOST",
+                     ", ".join(self._names(set(ring))))
+            self._change(self._membership.members, (), (), quorate)
+
+    def _release_held(self, why: str) -> None:
+        """Deliver a held group confchg whose ring change did not follow it
+        (corosync always sends it; this is a guard, never expected)."""
+        if not self._held:
+            return
+        log.warning("CPG: the ring change after a group change did not come (%s); "
+                    "delivering the group change with the ring it implies", why)
+        held, self._held = self._held, []
+        for names, joined, left in held:
+            self._change(names, joined, left, self._quorate())
 
     def _change(self, names: tuple[str, ...], joined: tuple[str, ...],
-                left: tuple[str, ...]) -> None:
+                left: tuple[str, ...], quorate: bool) -> None:
         with self._lock:
-            m = Membership(names, self._quorate, self._membership.epoch + 1)
+            m = Membership(names, quorate, self._membership.epoch + 1)
             self._membership = m
         self._call(MembershipChange(m, joined, left))
 

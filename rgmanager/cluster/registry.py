@@ -6,9 +6,9 @@ node's name, and takes from the configuration what it needs (node ids and
 names, votes, the group name).
 
 Registered: ``local`` (the embedded single node, always quorate) and
-``corosync`` (libcpg/libvotequorum; node ids matched to ``<clusternode
-nodeid>``). The ``sim`` backend is deliberately not registered here: its
-value is many managers in one process, driven step by step by a test; a
+``corosync`` (libcpg; node ids matched to ``<clusternode nodeid>``, quorum
+from the ring and cluster.conf's votes). The ``sim`` backend is deliberately
+not registered here: its value is many managers in one process, driven step by step by a test; a
 daemon process holds exactly one manager, so a simulated network inside it
 would be a group of one whose other members can never start, which is the
 ``local`` backend with a quorum that can never be reached.
@@ -37,7 +37,9 @@ def _corosync(config: ClusterConfig, node: str) -> Cluster:
     # Imported on use: loading the module does not need corosync's libraries
     # (they are opened in start()), but nothing else should pay for it.
     from .corosync import CorosyncCluster
-    return CorosyncCluster(node, {n.nodeid: n.name for n in config.nodes}, group=GROUP)
+    return CorosyncCluster(node, {n.nodeid: n.name for n in config.nodes}, group=GROUP,
+                           votes={n.name: n.votes for n in config.nodes},
+                           expected_votes=config.expected_votes, two_node=config.two_node)
 
 
 BACKENDS: dict[str, BackendFactory] = {
