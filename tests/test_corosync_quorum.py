@@ -142,6 +142,16 @@ def test_two_node_waits_for_all_then_survives_alone() -> None:
     assert flags(out)[1:] == [(("node1", "node2"), True), (("node1",), True)]
 
 
+def test_two_node_waits_again_after_corosync_came_back() -> None:
+    """A new corosync waits for both nodes again (wait_for_all), and so does
+    the backend that reconnects to it."""
+    c, out = backend(1, 2, two_node=True)
+    feed(c, confchg([1], joined=[(1, JOIN)]), ring(1, 2))
+    c._disconnect()  # corosync gone; the loop reconnects to a new one
+    feed(c, confchg([1], joined=[(1, JOIN)]), ring(1))
+    assert flags(out) == [(("node1",), True), (("node1",), False)]
+
+
 def test_expected_votes_never_below_the_configured_total() -> None:
     """expected_votes=1 on three nodes: votequorum would raise it to what it
     has seen, which differs per node; we take the configured total."""

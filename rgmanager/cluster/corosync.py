@@ -431,6 +431,10 @@ class CorosyncCluster(Cluster):
         self._joined = False
         self._held = []
         self._group = ()
+        self._ring = frozenset()
+        # A restarted corosync waits for both nodes again (wait_for_all), and
+        # so do we: read again from votequorum at the next connection.
+        self._both_seen = False
         self._events.clear()
         self._wire.clear()
         self._members_raw.clear()

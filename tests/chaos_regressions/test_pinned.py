@@ -39,6 +39,16 @@ REBOOT_REPLAYS_ITS_FOUNDING = (
     "table stays 'starting' on node1 while the others show started on node2: the nodes "
     "disagree for good (a quiet point never comes)")
 
+#: 200-fault run, seed 7, fault ~40 (main at 58c4303); passes since bd275f7. A race
+#: between two IPC channels, so this case shows it only now and then; the deterministic
+#: pin is ``tests/test_corosync_quorum.py::test_rebooted_node_delivers_the_merge_quorate``.
+REBOOT_REPLAYS_THE_MERGE_INQUORATE = (
+    "node1 killed, fenced and rebooted with corosync and rgmanager together: it receives "
+    "the table from node2 and replays the merge with its own votequorum flag, which still "
+    "said 'no quorum' (votequorum's notification came after CPG's confchg); it "
+    "emergency-stops everything in its copy only, and at the next quorum-only change "
+    "places db, app, tree and web on itself while node2 still runs them: double-active")
+
 CASES = [
     # (steps, seed, what it showed)
     pytest.param(["kill-rgmanager:node3"], 20261126, REBOOT_REPLAYS_ITS_FOUNDING,
@@ -47,6 +57,8 @@ CASES = [
                  id="reboot-isolated-node1"),
     pytest.param(["reboot-isolated:node2"], 1, REJOIN_FENCES_THE_CLUSTER,
                  id="reboot-isolated-node2"),
+    pytest.param(["kill-node:node1"], 7, REBOOT_REPLAYS_THE_MERGE_INQUORATE,
+                 id="kill-node-node1"),
 ]
 
 
