@@ -178,6 +178,9 @@ class Manager:
         self._held: list[Delivery] = []
         self._quiescing = False  # stopping after ClusterLost: deliveries held
         self._want_table: list[str] = []  # newcomers to send the table once switched
+        # The version this newcomer proposed after an older table came: the
+        # other holders' copies of that table are the same answer, not news.
+        self._proposed: int | None = None
         self.monitor = Monitor(loaded.config.rm.status_poll_interval, self._status_tick,
                                next_due=self._status_due) \
             if monitor else None
@@ -410,6 +413,7 @@ class Manager:
         self.generation += 1  # starts queued before this are dropped
         self.replica.lost()
         self._held_for, self._held, self._want_table = None, [], []
+        self._proposed = None
         self._update_watches()
         if mine:
             self._quiescing = True
@@ -763,7 +767,10 @@ class Manager:
     def _version_business(self, delivery: Delivery) -> bool:
         """A newcomer's table and its config version (see the module docstring):
         True if ``delivery`` was dealt with here."""
-        if self.synced or not isinstance(delivery, Message):
+        if self.synced:
+            self._proposed = None
+            return False
+        if not isinstance(delivery, Message):
             return False
         payload = delivery.payload
         if payload.get("kind") == CONFIG and self.node in payload.get("want_table", ()):
@@ -784,6 +791,9 @@ class Manager:
                 return False
             self._hold(theirs, [delivery], f"{delivery.sender} sent the table under")
             return True
+        if self._proposed == mine:
+            return True  # another holder's copy of the table already answered
+        self._proposed = mine
         log.warning("%s sent the table under config_version %d, older than this node's %d: "
                     "proposing %d and waiting for a table planned under it", delivery.sender,
                     theirs, mine, mine)

@@ -8,17 +8,23 @@ stream. That start is what this module is about:
   member without quorum (its corosync alone, not merged with the others yet)
   holds no table: it waits for one like a newcomer, so a node rebooting into
   a running cluster never plans from its own empty table.
-- A node joining a running group waits for the table: the coordinator (the
-  lowest node id among the members that hold it) broadcasts a *snapshot*
-  right after the join, ordered after it; the newcomer buffers everything
-  delivered meanwhile and applies it on top of the snapshot.
+- A node joining a running group waits for the table: every member that
+  holds it broadcasts a *snapshot* right after the join, ordered after it;
+  the newcomer takes the first, buffers everything delivered meanwhile and
+  applies it on top. (Every holder, not only the lowest: whether the lowest
+  old member holds the table yet is its own business, and when several nodes
+  join at once it may still be waiting itself; copies cost bytes, a newcomer
+  nobody answers costs a claim beside a running table.)
 - A node that loses quorum holds a stale table until a quorate member sends
   it again. If nobody holding the table is left (every member lost quorum,
   or a cold start), the lowest waiting node *claims* the table: it offers its
   own, which (``claimed_table``) says nothing runs on the members, and
-  ordering makes everyone agree on it. It claims as soon as every member has
-  said (an ordered ``no_table`` message) that it holds no table, and in any
-  case after ``claim_after`` seconds of quorate silence.
+  ordering makes everyone agree on it. It claims only once every member has
+  said (an ordered ``no_table`` message, since the last membership change)
+  that it holds no table: at once if every node of corosync's ring is in the
+  group, else after ``claim_after`` seconds (a few times, see
+  ``MAX_CLAIM_DEFERRALS``). A member that holds a table never says so, so a
+  claim is never made beside a table.
 - Losing the channel (``ClusterLost``) makes this node a fresh member: empty
   table, waiting for a snapshot after it rejoins.
 - A snapshot carries the config version its table was planned under; the
@@ -124,9 +130,9 @@ class TableReplica:
         if me_joined:
             self.synced = True  # first member, quorate: the table we hold is the table
         if mc.joined and self.synced and old:
-            # The coordinator (lowest id of those who hold the table) sends it,
-            # ordered right after the join, to the newcomers.
-            self.send_table(mc.joined, old)
+            # Every member holding the table sends it, ordered right after the
+            # join, to the newcomers (see the module docstring).
+            self.send_table(mc.joined, [self.node])
         if not self.synced:
             self.buffer.append(mc)
             if mc.membership.quorate:
@@ -232,6 +238,14 @@ class TableReplica:
             members = self.membership.members
             if not members or min(members, key=self.order_key) != self.node:
                 return
+            if not set(members) <= self.no_table_from:
+                # A member that has not said it holds no table may hold one
+                # (and is sending it): a claim now would set a second table
+                # beside it. Wait until it sends it or says it has none.
+                log.debug("not offering this node's service table: no word yet from %s",
+                          ", ".join(sorted(set(members) - self.no_table_from)))
+                self._arm_claim(reset=False)
+                return
             missing = set(self.cluster.online_nodes()) - set(members)
             if missing and self.claim_deferrals < MAX_CLAIM_DEFERRALS:
                 # Corosync sees nodes whose rgmanager is not (yet) in the group:
@@ -273,6 +287,9 @@ class TableReplica:
         return buffered[start:]
 
     def _snapshot(self, msg: Message) -> None:
+        # Whoever takes this table holds one from here on: a "no table" they
+        # said before it no longer counts toward a claim.
+        self.no_table_from -= set(msg.payload.get("for", ()))
         if self.synced:
             return
         if self.node not in msg.payload.get("for", ()):

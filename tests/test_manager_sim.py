@@ -579,3 +579,27 @@ def test_newcomer_with_a_newer_config_brings_the_cluster_to_it(
     assert tables[0] == tables[1] == tables[2]
     assert tables[0]["service:extra"][0] == "started"
     assert c.running_on("extra") == [tables[0]["service:extra"][1]]
+
+
+def test_nodes_joining_at_once_all_get_the_table(make: Make) -> None:
+    """The 5-node chaos run (seed 11) at its cold start: node5 founded the
+    group with quorum; node1..4 joined in quick succession. Only the lowest
+    old member used to send the table to a newcomer, and at node2's join the
+    lowest old member, node1, was still waiting for its own: nobody answered
+    node2 (and node3, node4), and node1's timed claim later set an empty
+    table beside node5's (double-active). Here node3 holds the table alone
+    (3 of 5 votes) and node1 and node2 rejoin at once."""
+    c = make(svc("web", make.lsb), {"node3": 3})
+    for m in c.managers.values():
+        m.claim_after = 0.05
+    c.crash("node1")
+    c.crash("node2")
+    assert c.table("node3")["service:web"] == ("started", "node3")
+    for n in ("node1", "node2"):
+        c.net.restart(n)
+        c.boot(n)
+    c.settle()
+    assert wait_for(lambda: _settled(c) and all(m.synced for m in c.live()), 5)
+    assert c.table("node1") == c.table("node2") == c.table("node3")
+    assert c.table("node1")["service:web"] == ("started", "node3")
+    assert c.running_on("web") == ["node3"]
