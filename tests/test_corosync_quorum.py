@@ -89,6 +89,16 @@ def test_merge_is_held_until_its_ring_change() -> None:
     assert flags(out)[-1] == (("node1", "node2"), True)
 
 
+def test_join_after_an_early_initial_ring_is_delivered_at_once() -> None:
+    """Another process's join (any CPG group) between our initialize and our
+    join brings CPG's one initial totem confchg before our own join: the ring
+    is known then, and our join must not wait for a ring that never comes
+    (a lone founder would never see its membership)."""
+    c, out = backend(1)
+    feed(c, ring(1, 2, 3), confchg([1], joined=[(1, JOIN)]))
+    assert flags(out) == [(("node1",), True)]
+
+
 def test_minority_never_delivers_the_old_ring_quorum() -> None:
     c, out = backend(3)
     feed(c, confchg([1, 2, 3], joined=[(3, JOIN)]), ring(1, 2, 3))

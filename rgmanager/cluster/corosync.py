@@ -223,6 +223,7 @@ class CorosyncCluster(Cluster):
         self._local_nodeid = 0
         self._members_raw: set[tuple[int, int]] = set()
         self._ring: frozenset[int] = frozenset()  # node ids of the last totem confchg
+        self._ring_known = False  # a totem confchg came on this connection
         # Group confchgs waiting for the ring change they belong to.
         self._held: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
         self._group: tuple[str, ...] = ()  # members as of the last group confchg
@@ -432,6 +433,7 @@ class CorosyncCluster(Cluster):
         self._held = []
         self._group = ()
         self._ring = frozenset()
+        self._ring_known = False
         # A restarted corosync waits for both nodes again (wait_for_all), and
         # so do we: read again from votequorum at the next connection.
         self._both_seen = False
@@ -600,7 +602,11 @@ class CorosyncCluster(Cluster):
                 log.info("CPG: %s left (%s)", self._name(n), cpg.CPG_REASONS.get(reason, reason))
         self._joined = True
         self.connected.set()
-        if first or ring_change:
+        # CPG sends the initial totem confchg once, after the first join it
+        # processes on this node: normally ours, but another process's join
+        # (any CPG group) in the moment between our initialize and our join
+        # brings it before ours. Then the ring is known and ours is not held.
+        if (first and not self._ring_known) or ring_change:
             # Our join is followed by the initial totem confchg, a ring change's
             # group confchg by the ring's: deliver it with the quorum of that ring.
             # Until then the ring moves by what this confchg says (agreed too).
@@ -619,6 +625,7 @@ class CorosyncCluster(Cluster):
     def _ring_change(self, nodeids: list[int]) -> None:
         ring = frozenset(int(n) for n in nodeids)
         self._ring = ring
+        self._ring_known = True
         if self._two_node and {n for n in self.nodes} <= ring:
             self._both_seen = True
         with self._lock:
