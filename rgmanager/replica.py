@@ -132,7 +132,7 @@ class TableReplica:
         if mc.joined and self.synced and old:
             # Every member holding the table sends it, ordered right after the
             # join, to the newcomers (see the module docstring).
-            self.send_table(mc.joined, [self.node])
+            self._broadcast_table(mc.joined)
         if not self.synced:
             self.buffer.append(mc)
             if mc.membership.quorate:
@@ -157,12 +157,16 @@ class TableReplica:
         ``passed_on``: the table as it stood right after a claim ``to`` saw
         go by (see :meth:`_snapshot`)."""
         if self.synced and holders and min(holders, key=self.order_key) == self.node:
-            payload: dict[str, object] = {
-                "kind": SNAPSHOT, "for": list(to), "table": self.table.to_json(),
-                "time": self.last_time, "config_version": self.config_version()}
-            if passed_on:
-                payload["passed_on"] = True
-            self.cluster.broadcast(payload)
+            self._broadcast_table(to, passed_on=passed_on)
+
+    def _broadcast_table(self, to: Sequence[str], *, passed_on: bool = False) -> None:
+        """Broadcast this node's table for ``to``, ordered at this point."""
+        payload: dict[str, object] = {
+            "kind": SNAPSHOT, "for": list(to), "table": self.table.to_json(),
+            "time": self.last_time, "config_version": self.config_version()}
+        if passed_on:
+            payload["passed_on"] = True
+        self.cluster.broadcast(payload)
 
     def restart_buffer(self) -> None:
         """Forget what was buffered: a table from a later point will cover it."""

@@ -610,9 +610,11 @@ class CorosyncCluster(Cluster):
             # Our join is followed by the initial totem confchg, a ring change's
             # group confchg by the ring's: deliver it with the quorum of that ring.
             # Until then the ring moves by what this confchg says (agreed too).
-            self._ring = (self._ring | {n for n, _, r in joined if r == cpg.CPG_REASON_NODEUP}
-                          | ({self._local_nodeid} if first else set())) \
-                - {n for n, _, r in left if r == cpg.CPG_REASON_NODEDOWN}
+            came = {n for n, _, r in joined if r == cpg.CPG_REASON_NODEUP}
+            gone = {n for n, _, r in left if r == cpg.CPG_REASON_NODEDOWN}
+            if first:
+                came.add(self._local_nodeid)
+            self._ring = (self._ring | came) - gone
             self._group = names
             if first or names != previous:
                 self._held.append((names, joined_names, left_names))
@@ -626,17 +628,18 @@ class CorosyncCluster(Cluster):
         ring = frozenset(int(n) for n in nodeids)
         self._ring = ring
         self._ring_known = True
-        if self._two_node and {n for n in self.nodes} <= ring:
+        if self._two_node and self.nodes.keys() <= ring:
             self._both_seen = True
+        online = self._names(set(ring))
         with self._lock:
-            self._online = self._names(set(ring))
+            self._online = online
         quorate = self._quorate()
         held, self._held = self._held, []
         for names, joined, left in held:
             self._change(names, joined, left, quorate)
         if not held and self._joined and quorate != self._membership.quorate:
             log.info("quorum %s (ring: %s)", "regained" if quorate else "LOST",
-                     ", ".join(self._names(set(ring))))
+                     ", ".join(online))
             self._change(self._membership.members, (), (), quorate)
 
     def _release_held(self, why: str) -> None:
