@@ -283,9 +283,11 @@ class Daemon:
             try:
                 return self._reload(trigger)
             except Exception as err:  # deep nesting, unreadable file, a bug: never fatal
+                # The traceback first: whoever waits for the ERROR line then
+                # finds the whole record of this failure.
+                log.debug("reload failure", exc_info=True)
                 log.error("reload (%s) failed: %s; configuration %d stays in force",
                           trigger, _describe(err), self.loaded.config.config_version)
-                log.debug("reload failure", exc_info=True)
                 return {"code": codes.EFAIL, "text": f"reload failed: {_describe(err)}; "
                         "nothing changed"}
 
